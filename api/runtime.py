@@ -1,0 +1,222 @@
+"""The composition root: builds every component from the one Settings object and wires the
+services into the ports `voice` declares. Nothing else constructs engines, buses or legs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from conference.engine import EngineConfig
+from conference.recording import RecordingStore
+from conference.service import RoomService, RoomSettings
+from hotline.agents import AgentDesk
+from hotline.samples import install_samples
+from hotline.service import HotlineService
+from hotline.tts import EspeakEngine, Speaker
+from ringback.box import ToneBox
+from ringback.catalog import Catalog
+from ringback.service import RingbackService
+from voice.accounts import Accounts
+from voice.bus import Bus, LocalBus
+from voice.bus.redis import RedisBus
+from voice.calls.controller import CallController, Leg
+from voice.calls.progress import ProgressTones
+from voice.clips import ClipLibrary
+from voice.metrics import Metrics
+from voice.rtp import RtpPorts
+from voice.settings import Settings
+from voice.sip.service import SipConfig, SipService
+from voice.store import Store
+from voice.webrtc import WebRtcConfig, WebRtcLeg, configure_host_candidates
+
+log = logging.getLogger("chorus")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    bus: Bus
+    accounts: Accounts
+    calls: CallController
+    ringback: RingbackService
+    hotline: HotlineService
+    metrics: Metrics
+    admin_key: str
+    rooms: RoomService
+    sip: SipService | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store.open(settings.effective_database_url)
+        await store.migrate()
+        bus = _bus(settings)
+        await bus.start()
+        accounts = Accounts(
+            store,
+            signing_key=await store.shared_secret("token_signing_key"),
+            phone_salt=await store.shared_secret("phone_hash_salt"),
+            token_ttl_s=settings.token_ttl_s,
+        )
+        metrics = Metrics()
+        configure_host_candidates(settings.effective_media_host)
+        webrtc = WebRtcConfig(
+            media_host=settings.effective_media_host, ice_servers=tuple(settings.ice_servers)
+        )
+
+        async def new_leg(offer_sdp: str, label: str) -> Leg:
+            return await WebRtcLeg.accept(offer_sdp, config=webrtc, label=label)
+
+        tones = ProgressTones(settings.region, settings.opus_bitrate)
+        clips = ClipLibrary(store, bitrate=settings.opus_bitrate)
+        catalog = Catalog(
+            store,
+            clips,
+            max_seconds=settings.tone_max_seconds,
+            longest_source_s=settings.tone_longest_source_s,
+            personal_quota=settings.personal_tone_quota,
+        )
+        ringback = RingbackService(
+            store=store,
+            bus=bus,
+            clips=clips,
+            catalog=catalog,
+            box=ToneBox(store, catalog),
+            fallback=lambda: tones.ringback,
+        )
+        hotline = HotlineService(
+            store=store,
+            bus=bus,
+            speaker=Speaker(store, clips, EspeakEngine()),
+            tones=ringback,
+            agents=AgentDesk(store, bus),
+            bitrate=settings.opus_bitrate,
+            inband_dtmf=settings.hotline_inband_dtmf,
+        )
+        calls = CallController(
+            store=store,
+            bus=bus,
+            legs=new_leg,
+            tones=tones,
+            metrics=metrics,
+            no_answer_s=settings.no_answer_timeout_s,
+            ringback=ringback,
+            dtmf=ringback,
+            desk=hotline,
+        )
+        hotline.attach(calls)
+        if settings.sample_hotlines:
+            await install_samples(hotline)
+        if settings.redis_url is None:
+            # Single node only: with several nodes, what is "left over" may be another
+            # node's live call or agent.
+            await hotline.agents.recover()
+            stale = await calls.recover()
+            if stale:
+                log.warning("closed %d call records left open by an earlier run", stale)
+        rooms = _rooms(settings, bus)
+        sip = await _sip(settings, calls)
+        return cls(
+            settings,
+            store,
+            bus,
+            accounts,
+            calls,
+            ringback,
+            hotline,
+            metrics,
+            _admin_key(settings),
+            rooms=rooms,
+            sip=sip,
+        )
+
+    async def stop(self) -> None:
+        await self.rooms.stop()
+        await self.calls.shutdown()
+        if self.sip is not None:
+            await self.sip.stop()  # after the calls ended: their BYEs go out first
+        await self.hotline.shutdown()
+        self.hotline.agents.shutdown()
+        await self.bus.close()
+        await self.store.close()
+
+
+async def _sip(settings: Settings, calls: CallController) -> SipService | None:
+    """SIP on `sip_port` (0: off), carried by a pool of pjsua2 worker processes."""
+    if not settings.sip_port:
+        return None
+    media_host = settings.effective_media_host
+    sip = SipService(
+        SipConfig(
+            host=settings.host,
+            port=settings.sip_port,
+            public_host=settings.sip_public_host or settings.public_host or media_host,
+            media_host=media_host,
+            rtp_port_min=settings.rtp_port_min,
+            rtp_port_max=settings.rtp_port_max,
+            max_workers=settings.sip_workers,
+            spare_calls=settings.sip_spare_calls,
+            bitrate=settings.opus_bitrate,
+            rate_per_source=settings.sip_rate_per_source,
+        ),
+        calls,
+    )
+    try:
+        await sip.start()
+    except OSError as exc:  # the port is taken: the rest of the service still runs
+        where = f"udp {settings.host}:{settings.sip_port}"
+        log.error("SIP is off: cannot listen on %s (%s)", where, exc)
+        await sip.stop()
+        return None
+    return sip
+
+
+def _bus(settings: Settings) -> Bus:
+    if settings.redis_url:
+        return RedisBus(settings.redis_url, prefix=settings.redis_key_prefix)
+    return LocalBus()
+
+
+def _rooms(settings: Settings, bus: Bus) -> RoomService:
+    """Audio rooms: their WebRTC legs ask browsers for Opus DTX (silence costs nothing)."""
+    media_host = settings.effective_media_host
+    webrtc = WebRtcConfig(
+        media_host=media_host, ice_servers=tuple(settings.ice_servers), opus_dtx=True
+    )
+
+    async def new_leg(offer_sdp: str, label: str) -> WebRtcLeg:
+        return await WebRtcLeg.accept(offer_sdp, config=webrtc, label=label)
+
+    return RoomService(
+        bus=bus,
+        webrtc=new_leg,
+        rtp=RtpPorts(media_host, settings.rtp_port_min, settings.rtp_port_max),
+        recordings=RecordingStore(settings.data_dir / "recordings"),
+        settings=RoomSettings(
+            max_participants=settings.room_max_participants,
+            speakers=settings.room_speakers or None,
+            pin_attempts=settings.room_pin_attempts,
+            pin_lockout_s=settings.room_pin_lockout_s,
+            connect_timeout_s=settings.room_connect_timeout_s,
+            advertised_host=settings.public_host,
+        ),
+        engine=EngineConfig(
+            bitrate=settings.mix_bitrate, complexity=settings.mix_complexity, dtx=settings.mix_dtx
+        ),
+    )
+
+
+def _admin_key(settings: Settings) -> str:
+    if settings.admin_key:
+        return settings.admin_key
+    path: Path = settings.data_dir / "admin.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        log.info("generated an admin key in %s", path)
+    return path.read_text().strip()

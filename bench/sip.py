@@ -1,0 +1,221 @@
+"""SIP load: concurrent SIP calls with media (sipp as UAC streaming PCMU) into Chorus.
+
+Each call dials the sample hotline 114 (answered at once, spoken prompts: a realistic SIP leg
+that also receives audio), so no WebRTC client is needed. For each concurrency level the
+script starts a fresh server (SIP on, pjsua2 worker pool), runs sipp with `-l N -m N`, waits
+until the calls are up, then measures for a window:
+
+- calls up (legs with media) and calls whose uplink kept flowing (>= 45 packets/s reached the
+  API process: PCMU from sipp -> pjsua2 -> Opus -> API),
+- CPU of the API process, of all SIP workers together (per call), and of sipp,
+- setup: time from the first INVITE to the N-th call up.
+
+Usage: .venv/bin/python bench/sip.py [--levels 20,50,100] [--hold 40] [--window 10]
+The idle cost of a worker is measured first (one started worker, no call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.service import running
+from tests.sip_peers import free_udp_port
+from voice.media import g711
+
+HERE = Path(__file__).resolve().parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def write_pcmu_wav(path: Path, freq: float = 440.0, seconds: float = 10.0) -> None:
+    t = np.arange(round(8000 * seconds)) / 8000
+    data = g711.encode("pcmu", np.round(np.sin(2 * np.pi * freq * t) * 0.4 * 32767))
+    fmt = (7).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
+    fmt += (8000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (8).to_bytes(2, "little")
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+    body += b"data" + len(data).to_bytes(4, "little") + data
+    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+
+
+async def idle_worker_cost(window: float) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running(Path(tmp), sip_port=free_udp_port(), sample_hotlines=False) as svc:
+            pool = svc.runtime.sip.pool
+            await asyncio.sleep(2)
+            pids = [w.pid for w in pool.workers]
+            before = sum(cpu_seconds(p) for p in pids)
+            await asyncio.sleep(window)
+            return 100 * (sum(cpu_seconds(p) for p in pids) - before) / window / max(1, len(pids))
+
+
+async def _listen_to_all(sip) -> None:
+    """Bridged mode: take every leg's audio as a bridge to WebRTC would (the worker then
+    transcodes PCMU -> Opus for each call); the payloads are only counted here."""
+    while True:
+        for leg in list(sip.legs):
+            if leg.on_audio is None:
+                leg.on_audio = lambda payload, ts: None
+        await asyncio.sleep(0.05)
+
+
+async def level(
+    n: int, hold: float, window: float, rate: int, workdir: Path, bridged: bool
+) -> dict:
+    sip_port = free_udp_port()
+    async with running(
+        workdir / f"data{n}",
+        sip_port=sip_port,
+        hotline_inband_dtmf=False,
+        sip_workers=max(2, n // 4 + 2),
+        sip_spare_calls=8,
+        sip_rate_per_source=10000,
+    ) as svc:
+        sip = svc.runtime.sip
+        scenario = workdir / "uac.xml"
+        wav = workdir / "sine440.wav"
+        write_pcmu_wav(wav)
+        scenario.write_text(
+            (HERE / "sip" / "uac_pcmu.xml").read_text().replace("__WAV__", str(wav))
+        )
+        started = time.monotonic()
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp",
+            "-sf",
+            str(scenario),
+            "-s",
+            "114",
+            f"127.0.0.1:{sip_port}",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_udp_port()),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(30000 + n * 10),
+            "-l",
+            str(n),
+            "-m",
+            str(n),
+            "-r",
+            str(rate),
+            "-d",
+            str(int(hold * 1000)),
+            "-nostdin",
+            "-timeout",
+            str(int(hold + 60)),
+            "-trace_err",
+            "-error_file",
+            str(workdir / f"sipp{n}.err"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=workdir,
+        )
+        listener = asyncio.create_task(_listen_to_all(sip)) if bridged else None
+        setup_s = None
+        deadline = started + hold * 0.6
+        while time.monotonic() < deadline:
+            up = sum(1 for leg in sip.legs if leg.media.is_set())
+            if up >= n:
+                setup_s = time.monotonic() - started
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)  # settle
+        legs = list(sip.legs)
+        workers = [w.pid for w in sip.pool.workers]
+        packets0 = {id(leg): leg.packets_received for leg in legs}
+        api0, workers0, sipp0 = (
+            cpu_seconds(os.getpid()),
+            sum(cpu_seconds(p) for p in workers),
+            cpu_seconds(sipp.pid),
+        )
+        t0 = time.monotonic()
+        await asyncio.sleep(window)
+        elapsed = time.monotonic() - t0
+        api = 100 * (cpu_seconds(os.getpid()) - api0) / elapsed
+        work = 100 * (sum(cpu_seconds(p) for p in workers) - workers0) / elapsed
+        sipp_cpu = 100 * (cpu_seconds(sipp.pid) - sipp0) / elapsed
+        flowing = sum(
+            1 for leg in legs if (leg.packets_received - packets0[id(leg)]) / elapsed >= 45
+        )
+        result = {
+            "calls": n,
+            "up": len([leg for leg in legs if leg.media.is_set()]),
+            "flowing": flowing if bridged else -1,
+            "workers": len(workers),
+            "setup_s": setup_s,
+            "api_cpu": api,
+            "workers_cpu": work,
+            "per_call": work / max(1, len(legs)),
+            "sipp_cpu": sipp_cpu,
+            "crashed": sip.pool.crashed,
+        }
+        if listener is not None:
+            listener.cancel()
+        try:
+            await asyncio.wait_for(sipp.wait(), hold + 60)
+        except TimeoutError:
+            sipp.kill()
+            await sipp.wait()
+        return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", default="20,50,100")
+    parser.add_argument("--hold", type=float, default=40.0, help="seconds each call lasts")
+    parser.add_argument("--window", type=float, default=10.0, help="measurement window, s")
+    parser.add_argument("--rate", type=int, default=20, help="new calls per second")
+    parser.add_argument(
+        "--mode",
+        default="leg,bridged",
+        help="leg: SIP legs only (the hotline plays prompts, nothing listens); bridged: the "
+        "worker also encodes each caller's audio to Opus, as for a call to a WebRTC user",
+    )
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        raise SystemExit("sipp is not installed (Debian package sip-tester)")
+    idle = await idle_worker_cost(args.window)
+    print(f"idle worker: {idle:.3f} % of a core (one worker, no call, {args.window:.0f} s)")
+    print(
+        "mode     calls  up  flowing  workers  setup_s  api_%cpu  workers_%cpu  %cpu/call"
+        "  sipp_%cpu  crashed"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in args.mode.split(","):
+            for n in (int(x) for x in args.levels.split(",")):
+                r = await level(n, args.hold, args.window, args.rate, Path(tmp), mode == "bridged")
+                _row(mode, r)
+
+
+def _row(mode: str, r: dict) -> None:
+    setup = f"{r['setup_s']:.1f}" if r["setup_s"] is not None else "-"
+    flowing = str(r["flowing"]) if r["flowing"] >= 0 else "-"
+    print(
+        f"{mode:8s} {r['calls']:5d} {r['up']:3d} {flowing:>8} {r['workers']:8d} {setup:>8}"
+        f" {r['api_cpu']:9.1f} {r['workers_cpu']:13.1f} {r['per_call']:10.2f}"
+        f" {r['sipp_cpu']:10.1f} {r['crashed']:8d}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,595 @@
+"""The rooms service: room state in the bus, media in the engine, legs per participant.
+
+Each request loads the room from the bus, applies one rule of `conference.room` under the
+room's lock, stores the result, then does the media side (legs, engine channels, recorder)
+and publishes the events to the room's users (`user:<id>` channels: the moderator and every
+participant's user). All live state (rooms, participants, speakers, which process mixes a
+room) is in the bus; legs, channels, encoders and recorders are this process's resources.
+
+A WebRTC participant is reserved in the room before its peer connection is made (so
+concurrent joins cannot overfill it) and announced once its leg is attached; one that does
+not connect within `connect_timeout_s`, or whose connection fails or closes, is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from conference import room as rules
+from conference.engine import EngineConfig, RoomEngine
+from conference.recording import RecordingInfo, RecordingStore, RoomRecorder
+from conference.room import RTP, WEBRTC, Actor, Participant, Room
+from voice.bus import Bus
+from voice.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
+
+log = logging.getLogger("chorus.rooms")
+
+
+class RoomLeg(Protocol):
+    """A WebRTC leg as a room uses it (voice.webrtc.WebRtcLeg)."""
+
+    answer_sdp: str
+    on_closed: Callable[[str], None] | None
+    on_packet: Callable[[int, int, bytes, int | None, float], None] | None
+
+    def send_frame(self, payload: bytes, tick: int) -> None: ...
+
+    async def wait_connected(self, timeout: float) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class RtpLegLike(Protocol):
+    local_port: int
+    on_packet: Callable[[int, int, bytes, int | None, float], None] | None
+
+    def send_frame(self, payload: bytes, tick: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RtpPortsLike(Protocol):
+    host: str
+
+    def open(
+        self,
+        *,
+        remote_host: str,
+        remote_port: int,
+        codec: str,
+        payload_type: int | None = None,
+        label: str,
+        rtcp_mux: bool = False,
+        audio_level_id: int | None = None,
+    ) -> RtpLegLike: ...
+
+    def poll(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+WebRtcLegFactory = Callable[[str, str], Awaitable[RoomLeg]]  # (offer SDP, label) -> leg
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    max_participants: int = 100
+    speakers: int | None = 3  # K by default; None: everyone who talks is mixed
+    pin_attempts: int = 5
+    pin_lockout_s: float = 600.0
+    connect_timeout_s: float = 20.0
+    advertised_host: str | None = None  # what RTP participants are told to send to
+    node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def limits(self) -> rules.Limits:
+        return rules.Limits(self.pin_attempts, self.pin_lockout_s)
+
+
+@dataclass(frozen=True)
+class RoomView:
+    room: Room
+    speaking: tuple[str, ...]
+
+
+def _key(room_id: str) -> str:
+    return f"room:{{{room_id}}}"
+
+
+def _speaking_key(room_id: str) -> str:
+    return f"room:{{{room_id}}}:speaking"
+
+
+def _rooms_of(user_id: str) -> str:
+    return f"rooms-of:{{{user_id}}}"
+
+
+ALL_ROOMS = "rooms:all"
+DEFAULT_SPEAKERS = "default"  # create(max_speakers=...): the server's K; None mixes everyone
+
+
+class RoomService:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        webrtc: WebRtcLegFactory,
+        rtp: RtpPortsLike,
+        recordings: RecordingStore,
+        settings: RoomSettings | None = None,
+        engine: EngineConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings or RoomSettings()
+        self.rtp = rtp
+        self.recordings = recordings
+        self.clock = clock
+        self._webrtc = webrtc
+        self.engine = RoomEngine(
+            engine, on_speaking=self._on_speaking, before_tick=[rtp.poll], autostart=True
+        )
+        self._legs: dict[tuple[str, str], Any] = {}
+        self._recorders: dict[str, RoomRecorder] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ rooms
+
+    async def create(
+        self,
+        actor: Actor,
+        *,
+        name: str | None = None,
+        pin: str | None = None,
+        max_participants: int | None = None,
+        max_speakers: int | str | None = DEFAULT_SPEAKERS,
+        record: bool = False,
+    ) -> RoomView:
+        limit = self.settings.max_participants
+        size = limit if max_participants is None else max_participants
+        if size > limit:
+            raise BadRequest(f"max_participants is at most {limit} here", code="bad_size")
+        speakers = self.settings.speakers if max_speakers == DEFAULT_SPEAKERS else max_speakers
+        room_id = secrets.token_hex(8)
+        room = rules.create(
+            room_id,
+            actor,
+            name=name,
+            pin=pin,
+            max_participants=size,
+            max_speakers=speakers,  # type: ignore[arg-type]
+            record=record,
+            now=self.clock(),
+            node=self.settings.node,
+        )
+        await self._save(room)
+        await self.bus.add_member(ALL_ROOMS, room_id)
+        if room.moderator_id is not None:
+            await self.bus.add_member(_rooms_of(room.moderator_id), room_id)
+        log.info("room=%s created by %s", room_id, actor.user_id or "admin")
+        return RoomView(room, ())
+
+    async def get(self, actor: Actor, room_id: str) -> RoomView:
+        room = await self._visible(actor, room_id)
+        return RoomView(room, await self._speaking(room_id))
+
+    async def list(self, actor: Actor) -> list[RoomView]:
+        if actor.admin:
+            ids = await self.bus.members(ALL_ROOMS)
+        elif actor.user_id is not None:
+            ids = await self.bus.members(_rooms_of(actor.user_id))
+        else:
+            ids = set()
+        views = []
+        for room_id in sorted(ids):
+            room = await self._load(room_id)
+            if room is not None and room.can_see(actor):
+                views.append(RoomView(room, await self._speaking(room_id)))
+        return sorted(views, key=lambda v: v.room.created_at)
+
+    # ------------------------------------------------------------------ joining
+
+    async def join_webrtc(
+        self,
+        actor: Actor,
+        room_id: str,
+        *,
+        sdp: str,
+        pin: str | None = None,
+        display: str | None = None,
+        default_display: str = "guest",
+    ) -> tuple[Participant, str]:
+        if actor.user_id is None:
+            message = "join with a user's token (the admin key is nobody)"
+            raise Forbidden(message, code="not_allowed")
+        name = rules.clean_display(display, default_display)
+        participant = Participant(
+            "p" + secrets.token_hex(6), name, WEBRTC, actor.user_id, self.clock()
+        )
+        await self._reserve(actor, room_id, participant, pin)
+        label = f"room={room_id} {participant.participant_id}"
+        try:
+            leg = await self._webrtc(sdp, label)
+        except BaseException:
+            await self._unreserve(room_id, participant.participant_id)
+            raise
+        participant = await self._attach(room_id, participant, leg, "opus")
+        self._spawn(self._watch_connect(room_id, participant.participant_id, leg))
+        return participant, leg.answer_sdp
+
+    async def join_rtp(
+        self,
+        actor: Actor,
+        room_id: str,
+        *,
+        host: str,
+        port: int,
+        codec: str,
+        payload_type: int | None = None,
+        display: str | None = None,
+        rtcp_mux: bool = False,
+        audio_level_id: int | None = None,
+    ) -> tuple[Participant, str, int]:
+        name = rules.clean_display(display, f"{codec} {host}:{port}")
+        participant = Participant(
+            "p" + secrets.token_hex(6), name, RTP, actor.user_id, self.clock(), codec=codec
+        )
+        await self._reserve(actor, room_id, participant, None)
+        try:
+            leg = self.rtp.open(
+                remote_host=host,
+                remote_port=port,
+                codec=codec,
+                payload_type=payload_type,
+                label=f"room={room_id} {participant.participant_id}",
+                rtcp_mux=rtcp_mux,
+                audio_level_id=audio_level_id,
+            )
+        except BaseException:
+            await self._unreserve(room_id, participant.participant_id)
+            raise
+        participant = await self._attach(room_id, participant, leg, codec)
+        server_host = self.settings.advertised_host or self.rtp.host
+        return participant, server_host, leg.local_port
+
+    async def _reserve(
+        self, actor: Actor, room_id: str, participant: Participant, pin: str | None
+    ) -> None:
+        async with self._lock(room_id):
+            room = await self._require(room_id)
+            admission = rules.admit(
+                room,
+                actor,
+                pin=pin,
+                now=self.clock(),
+                kind=participant.kind,
+                limits=self.settings.limits,
+            )
+            if admission.room is not room:
+                await self._save(admission.room)
+            if admission.error is not None:
+                raise admission.error
+            self._check_node(room)
+            await self._save(rules.add(admission.room, participant))
+            if participant.kind == WEBRTC and participant.user_id is not None:
+                await self.bus.add_member(_rooms_of(participant.user_id), room_id)
+
+    async def _unreserve(self, room_id: str, pid: str) -> None:
+        async with self._lock(room_id):
+            room = await self._load(room_id)
+            if room is not None and room.participant(pid) is not None:
+                await self._save(rules.drop(room, pid))
+
+    async def _attach(
+        self, room_id: str, participant: Participant, leg: Any, codec: str
+    ) -> Participant:
+        pid = participant.participant_id
+        async with self._lock(room_id):
+            room = await self._load(room_id)
+            current = room.participant(pid) if room is not None else None
+            if room is None or current is None:
+                await _close(leg)
+                message = "the room ended or you were removed while joining"
+                raise Conflict(message, code="room_ended")
+            engine_room = self.engine.room(room_id)
+            if engine_room is None:
+                self._open_media(room)
+            channel = self.engine.add(room_id, pid, codec, leg, muted=current.muted)
+            leg.on_packet = channel.push
+            if hasattr(leg, "on_closed"):
+                leg.on_closed = lambda reason: self._leg_closed(room_id, pid, reason)
+            self._legs[(room_id, pid)] = leg
+            await self._publish(room, _participant_event("room.participant_joined", room, current))
+        log.info("room=%s %s joined (%s, %s)", room_id, pid, current.kind, codec)
+        return current
+
+    async def _watch_connect(self, room_id: str, pid: str, leg: RoomLeg) -> None:
+        if not await leg.wait_connected(self.settings.connect_timeout_s):
+            log.info("room=%s %s never connected", room_id, pid)
+            await self._gone(room_id, pid, "failed")
+
+    def _leg_closed(self, room_id: str, pid: str, reason: str) -> None:
+        if not self._closing and (room_id, pid) in self._legs:
+            why = "failed" if reason == "failed" else "disconnected"
+            self._spawn(self._gone(room_id, pid, why))
+
+    async def _gone(self, room_id: str, pid: str, reason: str) -> None:
+        """A participant's media ended without a request: drop it from the room."""
+        async with self._lock(room_id):
+            room = await self._load(room_id)
+            participant = room.participant(pid) if room is not None else None
+            if room is None or participant is None:
+                return
+            await self._save(rules.drop(room, pid))
+            await self._forget_user(room, participant)
+            await self._publish(room, _left(room, participant, reason))
+            await self._detach(room_id, pid)
+
+    # ------------------------------------------------------------------ changes
+
+    async def set_muted(self, actor: Actor, room_id: str, pid: str, muted: bool) -> Participant:
+        async with self._lock(room_id):
+            room = await self._visible(actor, room_id)
+            room, changed = rules.set_muted(room, actor, pid, muted)
+            participant = room.participant(pid)
+            assert participant is not None
+            if changed:
+                await self._save(room)
+                self.engine.set_muted(room_id, pid, participant.muted)
+                await self._publish(room, _muted_event(room, participant))
+            return participant
+
+    async def mute_all(self, actor: Actor, room_id: str, muted: bool = True) -> list[Participant]:
+        async with self._lock(room_id):
+            room = await self._visible(actor, room_id)
+            if muted:
+                room, changed = rules.mute_all(room, actor)
+            else:
+                room, changed = rules.unmute_all(room, actor)
+            if changed:
+                await self._save(room)
+            for participant in changed:
+                self.engine.set_muted(room_id, participant.participant_id, participant.muted)
+                await self._publish(room, _muted_event(room, participant))
+            return changed
+
+    async def set_locked(self, actor: Actor, room_id: str, locked: bool) -> Room:
+        async with self._lock(room_id):
+            room = await self._visible(actor, room_id)
+            updated = rules.set_locked(room, actor, locked)
+            if updated != room:
+                await self._save(updated)
+                event = {"type": "room.locked", "room_id": room_id, "locked": locked}
+                await self._publish(updated, event)
+            return updated
+
+    async def remove(self, actor: Actor, room_id: str, pid: str) -> str:
+        """Leave or kick; returns "left" or "kicked"."""
+        async with self._lock(room_id):
+            room = await self._visible(actor, room_id)
+            updated, participant, reason = rules.remove(room, actor, pid)
+            await self._save(updated)
+            await self._forget_user(updated, participant)
+            await self._publish(room, _left(room, participant, reason))
+            await self._detach(room_id, pid)
+        log.info("room=%s %s %s", room_id, pid, reason)
+        return reason
+
+    async def end(self, actor: Actor, room_id: str) -> None:
+        async with self._lock(room_id):
+            room = await self._visible(actor, room_id)
+            rules.check_end(room, actor)
+            await self._end(room, "ended")
+        self._locks.pop(room_id, None)
+
+    async def _end(self, room: Room, reason: str) -> None:
+        room_id = room.room_id
+        await self.bus.delete(_key(room_id))
+        await self.bus.delete(_speaking_key(room_id))
+        await self.bus.remove_member(ALL_ROOMS, room_id)
+        for user in room.users():
+            await self.bus.remove_member(_rooms_of(user), room_id)
+        for participant in room.participants:
+            await self._publish(room, _left(room, participant, reason))
+        await self._publish(room, {"type": "room.ended", "room_id": room_id, "reason": reason})
+        for participant in room.participants:
+            await self._detach(room_id, participant.participant_id)
+        await self._close_media(room_id)
+        log.info("room=%s %s", room_id, reason)
+
+    # ------------------------------------------------------------------ recordings
+
+    async def recordings_of(self, actor: Actor, room_id: str) -> list[RecordingInfo]:
+        room = await self._load(room_id)
+        if room is not None and room.can_see(actor) and not room.is_manager(actor):
+            raise Forbidden("recordings are for the room's moderator", code="not_moderator")
+        found = [
+            info
+            for info in self.recordings.list(room_id)
+            if actor.admin or (actor.user_id is not None and info.moderator_id == actor.user_id)
+        ]
+        if not found and (room is None or not room.is_manager(actor)):
+            raise NotFound("no such room", code="room_not_found")
+        return found
+
+    async def recording_file(
+        self, actor: Actor, room_id: str, recording_id: str | None
+    ) -> tuple[RecordingInfo, Path]:
+        infos = await self.recordings_of(actor, room_id)
+        if recording_id is None:
+            finished = [i for i in infos if i.ended_at is not None] or infos
+            if not finished:
+                raise NotFound("this room has no recording yet", code="recording_not_found")
+            recording_id = finished[-1].recording_id
+        found = self.recordings.get(room_id, recording_id)
+        if found is None or found[0].recording_id not in {i.recording_id for i in infos}:
+            raise NotFound("no such recording", code="recording_not_found")
+        return found
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def stop(self) -> None:
+        """Ends every room this process mixes (reason "shutdown") and closes their media."""
+        self._closing = True
+        for room_id in {room_id for room_id, _ in self._legs} | set(self._recorders):
+            room = await self._load(room_id)
+            if room is not None:
+                try:
+                    await self._end(room, "shutdown")
+                except Exception:
+                    log.exception("room=%s not ended cleanly", room_id)
+        for room_id, pid in list(self._legs):
+            await self._detach(room_id, pid)
+        for room_id in list(self._recorders):
+            await self._close_media(room_id)
+        self.engine.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.rtp.close()
+
+    @property
+    def open_legs(self) -> int:
+        return len(self._legs)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _open_media(self, room: Room) -> None:
+        recorder = None
+        if room.record:
+            info = RecordingInfo(
+                recording_id=self.recordings.new_id(),
+                room_id=room.room_id,
+                room_name=room.name,
+                moderator_id=room.moderator_id,
+                started_at=self.clock(),
+            )
+            config = self.engine.config
+            recorder = RoomRecorder(
+                self.recordings.directory(room.room_id),
+                info,
+                bitrate=config.bitrate,
+                complexity=config.complexity,
+            )
+            self._recorders[room.room_id] = recorder
+        self.engine.open_room(room.room_id, room.max_speakers, recorder)
+
+    async def _close_media(self, room_id: str) -> None:
+        self.engine.close_room(room_id)
+        recorder = self._recorders.pop(room_id, None)
+        if recorder is not None:
+            await recorder.close()
+
+    async def _detach(self, room_id: str, pid: str) -> None:
+        self.engine.remove(room_id, pid)
+        leg = self._legs.pop((room_id, pid), None)
+        if leg is not None:
+            leg.on_packet = None
+            await _close(leg)
+        engine_room = self.engine.room(room_id)
+        if engine_room is not None and not engine_room.channels:
+            await self._close_media(room_id)
+
+    async def _forget_user(self, room: Room, participant: Participant) -> None:
+        user = participant.user_id
+        if user is None or participant.kind != WEBRTC or user == room.moderator_id:
+            return
+        if not any(p.user_id == user and p.kind == WEBRTC for p in room.participants):
+            await self.bus.remove_member(_rooms_of(user), room.room_id)
+
+    def _check_node(self, room: Room) -> None:
+        if room.node and room.node != self.settings.node:
+            raise Unavailable("this room is mixed by another node", code="room_elsewhere")
+
+    async def _load(self, room_id: str) -> Room | None:
+        message = await self.bus.get(_key(room_id))
+        return Room.from_message(message) if message else None
+
+    async def _require(self, room_id: str) -> Room:
+        room = await self._load(room_id)
+        if room is None:
+            raise NotFound("no such room", code="room_not_found")
+        return room
+
+    async def _visible(self, actor: Actor, room_id: str) -> Room:
+        room = await self._load(room_id)
+        if room is None or not room.can_see(actor):
+            raise NotFound("no such room", code="room_not_found")
+        return room
+
+    async def _save(self, room: Room) -> None:
+        await self.bus.put(_key(room.room_id), room.to_message())
+
+    async def _speaking(self, room_id: str) -> tuple[str, ...]:
+        message = await self.bus.get(_speaking_key(room_id))
+        return tuple(message["participant_ids"]) if message else ()
+
+    def _on_speaking(self, room_id: str, speakers: tuple[str, ...]) -> None:
+        if not self._closing:
+            self._spawn(self._announce_speakers(room_id, speakers))
+
+    async def _announce_speakers(self, room_id: str, speakers: tuple[str, ...]) -> None:
+        room = await self._load(room_id)
+        if room is None:
+            return
+        await self.bus.put(_speaking_key(room_id), {"participant_ids": list(speakers)})
+        event = {"type": "room.speaking", "room_id": room_id, "participant_ids": list(speakers)}
+        await self._publish(room, event)
+
+    async def _publish(self, room: Room, event: dict[str, Any]) -> None:
+        for user in sorted(room.users()):
+            await self.bus.publish(f"user:{user}", event)
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(room_id, asyncio.Lock())
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("room task failed", exc_info=task.exception())
+
+
+async def _close(leg: Any) -> None:
+    result = leg.close()
+    if inspect.isawaitable(result):
+        await result
+
+
+def _participant_event(kind: str, room: Room, participant: Participant) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "room_id": room.room_id,
+        "participant_id": participant.participant_id,
+        "display": participant.display,
+        "kind": participant.kind,
+        "muted": participant.muted,
+    }
+
+
+def _left(room: Room, participant: Participant, reason: str) -> dict[str, Any]:
+    event = _participant_event("room.participant_left", room, participant)
+    event["reason"] = reason
+    return event
+
+
+def _muted_event(room: Room, participant: Participant) -> dict[str, Any]:
+    event = _participant_event("room.participant_muted", room, participant)
+    event["muted_by_moderator"] = participant.muted_by_moderator
+    return event

@@ -1,0 +1,62 @@
+"""What `voice` needs from the services above it, as small protocols.
+
+`api/runtime.py` plugs the implementations in (the ringback service, the hotline...); `voice`
+ships plain defaults so a call works with no service installed."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from voice.media.opus import OpusClip
+
+
+class RingbackSource(Protocol):
+    async def ringback_for(self, call_id: str, caller_id: str, callee_id: str) -> OpusClip:
+        """The clip the caller hears while the callee's devices ring (looped). It must
+        answer quickly (the caller hears it within 300 ms of dialling) and never fail: on
+        trouble, fall back to the regional ring tone."""
+        ...
+
+
+class DtmfListener(Protocol):
+    async def on_ringing_dtmf(
+        self, call_id: str, caller_id: str, callee_id: str, digits: str
+    ) -> None:
+        """Digits the caller pressed while the call was still ringing (e.g. `*` to copy a tone)."""
+        ...
+
+
+class ServiceDesk(Protocol):
+    """A service that answers calls placed to its destinations (the hotline)."""
+
+    def handles(self, destination: str) -> bool:
+        """True for destinations this service answers (e.g. `hotline:12580`)."""
+        ...
+
+    async def check(self, destination: str) -> None:
+        """Raise a ChorusError (e.g. NotFound) when nothing answers this destination."""
+        ...
+
+    async def open(self, call_id: str, caller_id: str, destination: str, leg: Any) -> None:
+        """The call is answered: the service now drives what the caller hears on `leg`."""
+        ...
+
+    async def dtmf(self, call_id: str, digits: str) -> None: ...
+
+    async def offer_failed(self, call_id: str, agent_ids: list[str], reason: str) -> None:
+        """The agents offered the call did not take it (`declined` or `no_answer`)."""
+        ...
+
+    async def connected(self, call_id: str, agent_id: str) -> None:
+        """An agent took the call: the caller is now bridged to them."""
+        ...
+
+    async def closed(self, call_id: str, reason: str) -> None:
+        """The call ended (whoever ended it)."""
+        ...
+
+
+class ToneClips(Protocol):
+    """Stored tones by id (the ringback catalog), for services that play them (menus)."""
+
+    async def clip_for_tone(self, tone_id: str) -> OpusClip | None: ...

@@ -1,0 +1,233 @@
+"""A SIP party's media as a call leg: what the call controller sees of a pjsua2 call.
+
+It speaks Opus like a WebRtcLeg: the worker encodes what the SIP party says into Opus and
+decodes what it must hear (PCMU/PCMA/G722 on the wire, Opus at this edge). So it relays to
+and from a WebRtcLeg unchanged, and plays the same pre-encoded clips (ringback, busy tone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from voice.media.opus import OpusClip
+from voice.sip.pool import WorkerHandle
+
+log = logging.getLogger("chorus.sip")
+
+CLIP_CHUNK = 100  # packets per message when a clip is sent to a worker
+CLIPS_PER_WORKER = 16  # the worker keeps as many decoded clips (oldest dropped first)
+
+# How a call's end reason is told to a SIP caller that was never answered.
+END_STATUS = {
+    "busy": (486, "Busy Here"),
+    "declined": (603, "Decline"),
+    "unreachable": (480, "Temporarily Unavailable"),
+    "no_answer": (408, "Request Timeout"),
+    "cancelled": (487, "Request Terminated"),
+    "failed": (500, "Server Internal Error"),
+    "answered_elsewhere": (486, "Busy Here"),
+}
+
+
+class SipLeg:
+    def __init__(
+        self,
+        worker: WorkerHandle,
+        key: int,
+        sip_call_id: str,
+        label: str,
+        *,
+        end_reason: Callable[[], Awaitable[str | None]] | None = None,
+        on_released: Callable[[SipLeg], None] | None = None,
+    ) -> None:
+        self.worker = worker
+        self.key = key
+        self.sip_call_id = sip_call_id
+        self.label = label
+        self.answer_sdp = ""
+        self.on_closed: Callable[[str], None] | None = None
+        self._on_audio: Callable[[bytes, int], None] | None = None
+        self._listening = False
+        self.on_dtmf: Callable[[str], None] | None = None
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.answered = False
+        self.ended = False
+        self.media = asyncio.Event()
+        self.end_reason = end_reason
+        self._on_released = on_released
+        self._relay_target: Any = None
+        self._relay_source: object | None = None
+        self._ssrc = random.getrandbits(32)
+        self._closing = False
+
+    @property
+    def on_audio(self) -> Callable[[bytes, int], None] | None:
+        """Called with every Opus payload of what the SIP party says (and its timestamp)."""
+        return self._on_audio
+
+    @on_audio.setter
+    def on_audio(self, callback: Callable[[bytes, int], None] | None) -> None:
+        self._on_audio = callback
+        self._update_listening()
+
+    def _update_listening(self) -> None:
+        """The worker encodes the party's audio only while someone here uses it."""
+        wanted = self._relay_target is not None or self._on_audio is not None
+        if wanted != self._listening and not self.ended:
+            self._listening = wanted
+            self.worker.send_json({"t": "listen", "k": self.key, "on": wanted})
+
+    # -- signalling -------------------------------------------------------------------------
+
+    def ring(self, *, early_media: bool = True) -> None:
+        """180 Ringing, or 183 Session Progress with SDP so the caller hears our ringback."""
+        self.worker.send_json({"t": "ring", "k": self.key, "early": early_media})
+
+    def answer(self) -> None:
+        if not self.answered and not self.ended:
+            self.answered = True
+            self.worker.send_json({"t": "answer", "k": self.key})
+
+    def reject(self, status: int, reason: str = "") -> None:
+        if not self.ended:
+            self.ended = True
+            self.worker.send_json(
+                {"t": "reject", "k": self.key, "status": status, "reason": reason}
+            )
+            self._released()
+
+    def send_dtmf(self, digits: str) -> None:
+        self.worker.send_json({"t": "dtmf", "k": self.key, "digits": digits})
+
+    # -- the Leg protocol --------------------------------------------------------------------
+
+    def play(self, clip: OpusClip | None, *, loop: bool = True) -> None:
+        name = None if clip is None else self._send_clip(clip)
+        self.worker.send_json({"t": "play", "k": self.key, "clip": name, "loop": loop})
+
+    def relay_to(self, other: Any) -> None:
+        """Our party's audio goes out of `other`; bridging means the call was answered."""
+        if other is not None and not hasattr(other, "receive_relayed"):
+            raise TypeError(f"cannot relay to a {type(other).__name__}")
+        if other is not None and (self._closing or getattr(other, "_closing", False)):
+            return
+        previous = self._relay_target
+        if previous is other:
+            return
+        if previous is not None and getattr(previous, "relay_source", None) is self:
+            previous.accept_relay_source(None)
+        self._relay_target = other
+        if other is not None:
+            self.answer()
+            other.accept_relay_source(self)
+        self._update_listening()
+
+    @property
+    def relay_source(self) -> object | None:
+        return self._relay_source
+
+    def accept_relay_source(self, source: object | None) -> None:
+        if source is not self._relay_source:
+            self._relay_source = source
+            self.worker.send_json({"t": "source", "k": self.key, "relay": source is not None})
+
+    def receive_relayed(self, source: object, payload: bytes, timestamp: int, ssrc: int) -> None:
+        if source is self._relay_source and not self.ended:
+            self.packets_sent += 1
+            self.worker.send_audio(self.key, payload)
+
+    async def close(self) -> None:
+        """End the SIP side: BYE when answered, else the final response the call's end
+        reason calls for (486 busy, 603 declined, 480 unreachable...). Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self.relay_to(None)
+        if self.ended:
+            return
+        if self.answered:
+            self.ended = True
+            self.worker.send_json({"t": "hangup", "k": self.key})
+            self._released()
+            return
+        reason = await self.end_reason() if self.end_reason is not None else None
+        status, text = END_STATUS.get(reason or "", (480, "Temporarily Unavailable"))
+        self.reject(status, text)
+
+    # -- from the worker ---------------------------------------------------------------------
+
+    def audio_from_worker(self, payload: bytes, timestamp: int) -> None:
+        self.packets_received += 1
+        target = self._relay_target
+        if target is not None:
+            target.receive_relayed(self, payload, timestamp, self._ssrc)
+        if self._on_audio is not None:
+            try:
+                self._on_audio(payload, timestamp)
+            except Exception:
+                log.exception("[%s] on_audio failed", self.label)
+
+    def media_ready(self) -> None:
+        self.media.set()
+
+    def dtmf_from_worker(self, digit: str) -> None:
+        if self.on_dtmf is not None:
+            self.on_dtmf(digit)
+
+    def ended_by_worker(self, status: int, reason: str) -> None:
+        """The SIP side ended (BYE or CANCEL from the party, or our own final answer)."""
+        was_ended, self.ended = self.ended, True
+        self._released()
+        if not was_ended and not self._closing:
+            log.info("[%s] SIP side ended: %d %s", self.label, status, reason)
+            self._notify("closed")
+
+    def worker_lost(self) -> None:
+        was_ended, self.ended = self.ended, True
+        self._released()
+        if not was_ended and not self._closing:
+            self._notify("failed")
+
+    def _notify(self, reason: str) -> None:
+        self._detach()
+        if self.on_closed is not None:
+            try:
+                self.on_closed(reason)
+            except Exception:
+                log.exception("[%s] on_closed failed", self.label)
+
+    def _detach(self) -> None:
+        self.relay_to(None)
+        source = self._relay_source
+        if source is not None and getattr(source, "_relay_target", None) is self:
+            source._relay_target = None  # type: ignore[attr-defined]
+        self._relay_source = None
+
+    def _released(self) -> None:
+        if self._on_released is not None:
+            callback, self._on_released = self._on_released, None
+            callback(self)
+
+    # -- clips --------------------------------------------------------------------------------
+
+    def _send_clip(self, clip: OpusClip) -> str:
+        """Send a clip to our worker once; it decodes it once and loops the PCM."""
+        known: dict[int, tuple[OpusClip, str]] = self.worker.__dict__.setdefault("clips", {})
+        entry = known.get(id(clip))
+        if entry is not None and entry[0] is clip:
+            return entry[1]
+        name = f"c{id(clip):x}-{len(clip.packets)}"
+        packets = clip.packets
+        for start in range(0, len(packets), CLIP_CHUNK):
+            chunk = [p.hex() for p in packets[start : start + CLIP_CHUNK]]
+            last = start + CLIP_CHUNK >= len(packets)
+            self.worker.send_json({"t": "clip", "clip": name, "packets": chunk, "last": last})
+        if len(known) >= CLIPS_PER_WORKER:
+            known.pop(next(iter(known)))
+        known[id(clip)] = (clip, name)
+        return name
