@@ -155,10 +155,14 @@ class RedisBus:
     async def close(self) -> None:
         self._closing = True
         if self._reader is not None:
-            self._reader.cancel()
+            # redis-py may swallow a cancellation that lands inside a read with a timeout, so
+            # cancel until the reader is really gone (it also stops by itself on `_closing`).
+            reader, self._reader = self._reader, None
+            while not reader.done():
+                reader.cancel()
+                await asyncio.wait({reader}, timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-            self._reader = None
+                reader.result()
         for subs in list(self._subscribers.values()):
             for sub in list(subs):
                 sub.closed = True
@@ -284,7 +288,7 @@ class RedisBus:
 
     async def _read(self, conn: AbstractConnection) -> None:
         waiting_for_pong = False
-        while True:
+        while not self._closing:
             # push_request: with RESP3 the messages are pushes; hand them to us, not to
             # redis-py's push handler. With RESP2 they are plain replies either way.
             response = await conn.read_response(timeout=self._ping_every_s, push_request=True)
