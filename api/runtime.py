@@ -119,6 +119,7 @@ class Runtime:
             if stale:
                 log.warning("closed %d call records left open by an earlier run", stale)
         rooms = _rooms(settings, bus)
+        metrics.observe(rooms.engine.readings)
         sip = await _sip(settings, calls)
         return cls(
             settings,

@@ -519,6 +519,30 @@ class RoomEngine:
     def running(self) -> bool:
         return self._handle is not None
 
+    def readings(self) -> list[tuple[str, str, str, float]]:
+        """The engine's figures for /metrics (see voice.metrics.Reading)."""
+        s = self.stats
+        return [
+            ("chorus_rooms_mixed", "Rooms mixed by this node", "gauge", self.rooms),
+            ("chorus_room_participants", "Participants in rooms on this node", "gauge",
+             self.participants),
+            ("chorus_mixer_ticks", "Mixer clock ticks", "counter", s.ticks),
+            ("chorus_mixer_late_ticks", "Ticks run more than 5 ms late", "counter", s.late_ticks),
+            ("chorus_mixer_skipped_ticks", "Ticks skipped: the clock fell over 100 ms behind",
+             "counter", s.skipped_ticks),
+            ("chorus_mixer_tick_seconds", "Time spent mixing", "counter", s.tick_seconds),
+            ("chorus_mixer_tick_max_seconds", "Longest tick so far", "gauge", s.tick_max_s),
+            ("chorus_mixer_encodes", "Opus encodes of mixes", "counter", s.encodes),
+            ("chorus_mixer_forwarded", "Mixes of one speaker sent as that speaker's packet",
+             "counter", s.forwarded),
+            ("chorus_mixer_decodes", "Frames decoded to be mixed", "counter", s.decodes),
+            ("chorus_mixer_probes", "Frames decoded only to learn a level", "counter", s.probes),
+            ("chorus_mixer_not_decoded", "Frames never decoded (silent or not mixed)", "counter",
+             s.not_decoded),
+            ("chorus_mixer_concealed", "Frames concealed (PLC or FEC)", "counter", s.concealed),
+            ("chorus_mixer_errors", "Room ticks that failed", "counter", s.errors),
+        ]  # fmt: skip
+
     # ---------------------------------------------------------------- the clock
 
     def tick(self, now: float | None = None) -> None:

@@ -3,7 +3,14 @@ apps in one test process do not collide)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+# name, help, "counter" or "gauge", value: a figure its owner keeps anyway (a plain int on
+# the media path), read only when Prometheus scrapes.
+Reading = tuple[str, str, str, float]
 
 
 class Metrics:
@@ -33,5 +40,21 @@ class Metrics:
         for state in ("ringing", "answered"):
             self.calls.labels(state).set(0)
 
+    def observe(self, read: Callable[[], Iterable[Reading]]) -> None:
+        """Publishes figures read at scrape time: the mixer counts in plain attributes, which
+        costs nothing per packet, instead of calling into prometheus_client 50 times a second
+        per participant."""
+        self.registry.register(_Readings(read))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Readings:
+    def __init__(self, read: Callable[[], Iterable[Reading]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, kind, value in self._read():
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, doc, value=value)

@@ -46,6 +46,16 @@ async def settle(peers, freqs_heard, timeout=15.0):
             await peer.wait_for_audio(freq, timeout=max(1.0, deadline - time.monotonic()))
 
 
+def _metrics(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text page."""
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if line and not line.startswith("#") and "{" not in name:
+            found[name] = float(value)
+    return found
+
+
 def heard(peer, since: float) -> np.ndarray:
     return peer.received_pcm(since_s=since)
 
@@ -110,6 +120,10 @@ async def test_everyone_hears_the_others_never_themselves_then_mute_and_kick(ser
         rooms = service.runtime.rooms
         engine_room = rooms.engine.room(room_id)
         assert engine_room is not None and len(engine_room.channels) == 3
+        scraped = _metrics((await owner.request("GET", "/metrics")).text)
+        assert scraped["chorus_rooms_mixed"] == 1 and scraped["chorus_room_participants"] == 3
+        assert scraped["chorus_mixer_ticks_total"] > 50
+        assert scraped["chorus_mixer_encodes_total"] > 0
         # guest2 hangs up (closes its peer connection): it leaves the room by itself.
         await peers[3].pc.close()
         gone = await owner_events.next(
