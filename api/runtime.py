@@ -8,6 +8,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conference.engine import EngineConfig
 from conference.recording import RecordingStore
@@ -25,6 +26,7 @@ from voice.bus.redis import RedisBus
 from voice.calls.controller import CallController, Leg
 from voice.calls.progress import ProgressTones
 from voice.clips import ClipLibrary
+from voice.media.opus import OpusClip
 from voice.metrics import Metrics
 from voice.rtp import RtpPorts
 from voice.settings import Settings
@@ -88,10 +90,11 @@ class Runtime:
             box=ToneBox(store, catalog),
             fallback=lambda: tones.ringback,
         )
+        speaker = Speaker(store, clips, EspeakEngine())
         hotline = HotlineService(
             store=store,
             bus=bus,
-            speaker=Speaker(store, clips, EspeakEngine()),
+            speaker=speaker,
             tones=ringback,
             agents=AgentDesk(store, bus),
             bitrate=settings.opus_bitrate,
@@ -120,7 +123,7 @@ class Runtime:
                 log.warning("closed %d call records left open by an earlier run", stale)
         rooms = _rooms(settings, bus)
         metrics.observe(rooms.engine.readings)
-        sip = await _sip(settings, calls)
+        sip = await _sip(settings, calls, RoomDoor(rooms, speaker))
         return cls(
             settings,
             store,
@@ -146,7 +149,34 @@ class Runtime:
         await self.store.close()
 
 
-async def _sip(settings: Settings, calls: CallController) -> SipService | None:
+DOOR_PROMPTS = {
+    "pin": "Welcome. Please enter the meeting PIN, then press the pound key.",
+    "bad_pin": "That PIN is not correct. Please enter it again, then press pound.",
+    "refused": "Sorry, you cannot join this meeting now. Goodbye.",
+}
+
+
+class RoomDoor:
+    """Rooms as SIP callers reach them (voice.ports.RoomDoor): the rooms service, and the
+    door's prompts spoken once by the speech engine (then cached as clips)."""
+
+    def __init__(self, rooms: RoomService, speaker: Speaker) -> None:
+        self.rooms = rooms
+        self.speaker = speaker
+
+    async def pin_needed(self, room_id: str) -> bool | None:
+        return await self.rooms.pin_needed(room_id)
+
+    async def join_sip(
+        self, room_id: str, leg: Any, *, caller: str, pin: str | None, display: str
+    ) -> Any:
+        return await self.rooms.join_sip(room_id, leg, caller=caller, pin=pin, display=display)
+
+    async def prompt(self, name: str) -> OpusClip:
+        return await self.speaker.say(DOOR_PROMPTS[name], "en")
+
+
+async def _sip(settings: Settings, calls: CallController, rooms: RoomDoor) -> SipService | None:
     """SIP on `sip_port` (0: off), carried by a pool of pjsua2 worker processes."""
     if not settings.sip_port:
         return None
@@ -165,6 +195,7 @@ async def _sip(settings: Settings, calls: CallController) -> SipService | None:
             rate_per_source=settings.sip_rate_per_source,
         ),
         calls,
+        rooms,
     )
     try:
         await sip.start()

@@ -14,6 +14,9 @@ Rules:
   (`room_full`). Managers skip all four: the moderator always gets into their own room.
 - Muting: anyone may mute themselves; the moderator may mute anyone. Someone the moderator
   muted cannot unmute themselves (`muted_by_moderator`); the moderator unmutes them.
+- A SIP caller (`sip:room-<id>@`) joins like a user whose identity is its caller URI
+  (`Actor(user_id="sip:...")`): the same lock, PIN (typed on the keypad, failures counted per
+  caller URI) and size checks; it has no rights over others.
 - A kicked user may rejoin while the room is unlocked (the moderator locks it to keep them
   out); the room remembers who was kicked so a rejoin can say so.
 - Only managers and users with a participant in the room see it; to anyone else a room does
@@ -31,8 +34,8 @@ from typing import Any
 
 from voice.errors import BadRequest, ChorusError, Conflict, Forbidden, NotFound
 
-WEBRTC, RTP = "webrtc", "rtp"
-KINDS = (WEBRTC, RTP)
+WEBRTC, RTP, SIP = "webrtc", "rtp", "sip"
+KINDS = (WEBRTC, RTP, SIP)
 PIN = re.compile(r"^[0-9]{4,16}$")  # digits: SIP callers type it on a keypad
 MAX_NAME = 100
 MAX_DISPLAY = 64
@@ -60,8 +63,8 @@ class Limits:
 class Participant:
     participant_id: str
     display: str
-    kind: str  # WEBRTC or RTP
-    user_id: str | None  # who joined (WebRTC) or who added the endpoint (RTP)
+    kind: str  # WEBRTC, RTP or SIP
+    user_id: str | None  # who joined (WebRTC) or who added the endpoint (RTP); None for SIP
     joined_at: float
     muted: bool = False
     muted_by_moderator: bool = False

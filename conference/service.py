@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from conference import room as rules
 from conference.engine import EngineConfig, RoomEngine
 from conference.recording import RecordingInfo, RecordingStore, RoomRecorder
-from conference.room import RTP, WEBRTC, Actor, Participant, Room
+from conference.room import RTP, SIP, WEBRTC, Actor, Participant, Room
 from voice.bus import Bus
 from voice.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 
@@ -263,6 +263,21 @@ class RoomService:
         participant = await self._attach(room_id, participant, leg, codec)
         server_host = self.settings.advertised_host or self.rtp.host
         return participant, server_host, leg.local_port
+
+    async def pin_needed(self, room_id: str) -> bool | None:
+        """For a SIP caller at the door: does the room ask for a PIN? None: no such room."""
+        room = await self._load(room_id)
+        return None if room is None else room.pin_hash is not None
+
+    async def join_sip(
+        self, room_id: str, leg: Any, *, caller: str, pin: str | None, display: str
+    ) -> Participant:
+        """A SIP caller joins with its answered `SipLeg` (Opus both ways, like WebRTC)."""
+        shown = "".join(c for c in " ".join(display.split()) if c.isprintable())
+        name = rules.clean_display(shown[: rules.MAX_DISPLAY] or None, "SIP caller")
+        participant = Participant("p" + secrets.token_hex(6), name, SIP, None, self.clock())
+        await self._reserve(Actor(user_id=f"sip:{caller}"), room_id, participant, pin)
+        return await self._attach(room_id, participant, leg, "opus")
 
     async def _reserve(
         self, actor: Actor, room_id: str, participant: Participant, pin: str | None

@@ -60,3 +60,22 @@ class ToneClips(Protocol):
     """Stored tones by id (the ringback catalog), for services that play them (menus)."""
 
     async def clip_for_tone(self, tone_id: str) -> OpusClip | None: ...
+
+
+class RoomDoor(Protocol):
+    """Rooms as a SIP caller reaches them (`sip:room-<id>@`): the rooms service plus the
+    spoken prompts of the door (PIN, wrong PIN, refused)."""
+
+    async def pin_needed(self, room_id: str) -> bool | None:
+        """Does the room ask for a PIN? None: there is no such room."""
+        ...
+
+    async def join_sip(
+        self, room_id: str, leg: Any, *, caller: str, pin: str | None, display: str
+    ) -> Any:
+        """Add the answered leg to the room; a ChorusError (bad_pin, room_full...) says why not."""
+        ...
+
+    async def prompt(self, name: str) -> OpusClip:
+        """`pin`, `bad_pin` or `refused`, spoken."""
+        ...

@@ -267,3 +267,27 @@ def test_limits_and_best_effort_answers() -> None:
     assert best_effort_response(b"garbage", SipError(400, "x")) is None
     with pytest.raises(SipError):
         parse(INVITE.replace(b"l: 4\r\n", b""), stream=True)
+
+
+def _info(content_type: str, body: str) -> bytes:
+    return (
+        "INFO sip:room-1@example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
+        "From: <sip:a@example.com>;tag=1\r\nTo: <sip:room-1@example.com>;tag=2\r\n"
+        "Call-ID: info-1\r\nCSeq: 3 INFO\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def test_info_dtmf_reads_dtmf_relay_and_bare_keys_and_refuses_nothing_else():
+    from voice.sip.message import application_refusal, info_dtmf
+
+    relay = parse(_info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"))
+    assert info_dtmf(relay) == "5" and application_refusal(relay) is None
+    assert info_dtmf(parse(_info("application/dtmf-relay", "signal= #\r\n"))) == "#"
+    assert info_dtmf(parse(_info("application/dtmf-relay", "Signal=11\r\n"))) == "#"
+    assert info_dtmf(parse(_info("application/dtmf", "*"))) == "*"
+    for junk in ("Signal=55\r\n", "Signal=\r\n", "Duration=160\r\n", "Signal=x\r\n"):
+        assert info_dtmf(parse(_info("application/dtmf-relay", junk))) is None
+    other = parse(_info("text/plain", "Signal=5"))
+    assert info_dtmf(other) is None and application_refusal(other).status == 415

@@ -27,6 +27,7 @@ from voice.sip.message import (
     SipMessage,
     application_refusal,
     best_effort_response,
+    info_dtmf,
     parse,
     response_to,
 )
@@ -95,6 +96,7 @@ class SipFront(asyncio.DatagramProtocol):
         self.dialogs: dict[str, Dialog] = {}
         self.pending: set[str] = set()  # Call-IDs being routed
         self.limiter = RateLimiter(rate, burst)
+        self.on_dtmf: Callable[[str, str], None] | None = None  # (Call-ID, key) from SIP INFO
         self.stats = {"received": 0, "malformed": 0, "refused": 0, "limited": 0, "forwarded": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -157,6 +159,13 @@ class SipFront(asyncio.DatagramProtocol):
         call_id = message.call_id
         dialog = self.dialogs.get(call_id)
         if dialog is not None and dialog.worker.alive:
+            key = info_dtmf(message) if method == "INFO" else None
+            if key is not None and self.on_dtmf is not None:
+                # pjsua2 answers INFO DTMF with 415 (only RFC 4733 reaches its callback): the
+                # front takes it, answers 200 and hands the key to the call.
+                self._answer(message, addr, 200)
+                self.on_dtmf(call_id, key)
+                return
             self._forward_to_worker(message, addr, dialog)
             return
         if call_id in self.pending:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,9 @@ from voice.media.opus import OpusClip
 from voice.sip.pool import WorkerHandle
 
 log = logging.getLogger("chorus.sip")
+
+# seq, RTP timestamp, Opus payload, audio level (dBov) or None, arrival (monotonic s)
+PacketSink = Callable[[int, int, bytes, "int | None", float], None]
 
 CLIP_CHUNK = 100  # packets per message when a clip is sent to a worker
 CLIPS_PER_WORKER = 16  # the worker keeps as many decoded clips (oldest dropped first)
@@ -51,6 +55,8 @@ class SipLeg:
         self.answer_sdp = ""
         self.on_closed: Callable[[str], None] | None = None
         self._on_audio: Callable[[bytes, int], None] | None = None
+        self._on_packet: PacketSink | None = None
+        self._seq = 0
         self._listening = False
         self.on_dtmf: Callable[[str], None] | None = None
         self.packets_received = 0
@@ -75,9 +81,27 @@ class SipLeg:
         self._on_audio = callback
         self._update_listening()
 
+    @property
+    def on_packet(self) -> PacketSink | None:
+        """A room's channel: takes what the party says, as a room's legs deliver it. While it
+        is set the worker plays what `send_frame` sends (the room's mix)."""
+        return self._on_packet
+
+    @on_packet.setter
+    def on_packet(self, sink: PacketSink | None) -> None:
+        self._on_packet = sink
+        self._update_listening()
+        if not self.ended:
+            self.worker.send_json({"t": "source", "k": self.key, "relay": sink is not None})
+
+    def send_frame(self, payload: bytes, tick: int) -> None:
+        if not self.ended:
+            self.packets_sent += 1
+            self.worker.send_audio(self.key, payload)
+
     def _update_listening(self) -> None:
         """The worker encodes the party's audio only while someone here uses it."""
-        wanted = self._relay_target is not None or self._on_audio is not None
+        wanted = any(x is not None for x in (self._relay_target, self._on_audio, self._on_packet))
         if wanted != self._listening and not self.ended:
             self._listening = wanted
             self.worker.send_json({"t": "listen", "k": self.key, "on": wanted})
@@ -171,6 +195,9 @@ class SipLeg:
                 self._on_audio(payload, timestamp)
             except Exception:
                 log.exception("[%s] on_audio failed", self.label)
+        if self._on_packet is not None:
+            self._seq = (self._seq + 1) & 0xFFFF  # the worker's stream has no gaps
+            self._on_packet(self._seq, timestamp, payload, None, time.monotonic())
 
     def media_ready(self) -> None:
         self.media.set()

@@ -825,6 +825,30 @@ def parse(data: bytes, *, stream: bool = False) -> SipMessage:
 # --------------------------------------------------------------------- application checks
 
 
+# INFO bodies that carry a key press: `Signal=5` lines (application/dtmf-relay, the common
+# one, from Cisco) or the bare key (application/dtmf).
+DTMF_INFO_TYPES = frozenset({"application/dtmf-relay", "application/dtmf"})
+DTMF_KEYS = "0123456789*#ABCD"
+
+
+def info_dtmf(message: SipMessage) -> str | None:
+    """The key an INFO request carries, or None (not an INFO DTMF, or no valid key in it)."""
+    if message.method != "INFO" or message.content_type not in DTMF_INFO_TYPES:
+        return None
+    text = message.body[:512].decode("ascii", "replace")
+    if message.content_type == "application/dtmf":
+        key = text.strip()
+    else:
+        key = ""
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                key = value.strip()
+                break
+    key = {"10": "*", "11": "#"}.get(key, key).upper()  # some phones send event numbers
+    return key if len(key) == 1 and key in DTMF_KEYS else None
+
+
 @dataclass(frozen=True)
 class Refusal:
     """What to answer to a message that parsed but must be refused; status 0: drop it."""
@@ -882,7 +906,10 @@ def application_refusal(
             return Refusal(420, REASONS[420], (("Unsupported", ", ".join(unknown)),))
     if message.body and method not in ("ACK",):
         content_type = message.content_type
-        if content_type is not None and content_type not in body_types | {"multipart/mixed"}:
+        allowed = body_types | {"multipart/mixed"}
+        if method == "INFO":
+            allowed = allowed | DTMF_INFO_TYPES
+        if content_type is not None and content_type not in allowed:
             accept = ", ".join(sorted(body_types))
             return Refusal(415, REASONS[415], (("Accept", accept),))
     accept = message.get_all("Accept")

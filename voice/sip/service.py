@@ -1,5 +1,6 @@
 """SIP calling: the front on the public port, the worker pool, and the routing of inbound
-INVITEs into the call service (`sip:<username>@host` rings that user's devices)."""
+INVITEs: `sip:<username>@host` rings that user's devices, `sip:<hotline number>@` reaches the
+hotline, `sip:room-<id>@` joins a room (after the PIN, typed on the keypad, when it has one)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from voice.calls.controller import CallController
 from voice.errors import ChorusError
+from voice.ports import RoomDoor
 from voice.sip.front import Route, SipFront
 from voice.sip.leg import SipLeg
 from voice.sip.message import Refusal, SipError, SipMessage, parse_name_addr
@@ -30,12 +32,17 @@ class SipConfig:
     spare_calls: int = 4
     bitrate: int = 32000
     rate_per_source: float = 50.0
+    pin_tries: int = 3  # PINs a SIP caller may type in one call before being hung up on
+    pin_timeout_s: float = 15.0  # for the first key, and between keys
 
 
 class SipService:
-    def __init__(self, config: SipConfig, calls: CallController) -> None:
+    def __init__(
+        self, config: SipConfig, calls: CallController, rooms: RoomDoor | None = None
+    ) -> None:
         self.config = config
         self.calls = calls
+        self.rooms = rooms
         self.pool = SipPool(
             WorkerConfig(
                 sip_host="127.0.0.1",
@@ -58,6 +65,7 @@ class SipService:
             rate=config.rate_per_source,
             burst=config.rate_per_source * 4,
         )
+        self.front.on_dtmf = self._info_dtmf
         self.legs: set[SipLeg] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -91,7 +99,10 @@ class SipService:
         if not user:
             return Refusal(404, "Not Found")
         if user.startswith("room-"):
-            return Refusal(404, "Rooms Are Not Reachable By SIP Yet")
+            room_id = user[len("room-") :]
+            if self.rooms is None or await self.rooms.pin_needed(room_id) is None:
+                return Refusal(404, "Not Found")
+            return Route(("room", room_id))
         desk = self.calls.desk
         if user.isdigit() and desk is not None and desk.handles(f"hotline:{user}"):
             try:
@@ -122,9 +133,48 @@ class SipService:
             caller = "sip:anonymous@anonymous.invalid"
         caller = caller.split(";")[0]
         kind, target = dialog.target
+        if kind == "room":
+            leg.answer()
+            display = _display_name(str(message.get("from", ""))) or caller.removeprefix("sip:")
+            self._spawn(self._enter_room(leg, caller, target, display))
+            return
         if kind == "user":
             leg.ring(early_media=True)
         self._spawn(self._place(leg, caller, kind, target))
+
+    async def _enter_room(self, leg: SipLeg, caller: str, room_id: str, display: str) -> None:
+        """The door of a room: the PIN (up to `pin_tries`), then the room's mix."""
+        assert self.rooms is not None
+        keys: asyncio.Queue[str] = asyncio.Queue()
+        leg.on_dtmf = keys.put_nowait
+        try:
+            needs_pin = await self.rooms.pin_needed(room_id)
+            pin: str | None = None
+            for attempt in range(self.config.pin_tries):
+                if needs_pin:
+                    leg.play(await self.rooms.prompt("bad_pin" if attempt else "pin"), loop=False)
+                    pin = await _read_pin(keys, self.config.pin_timeout_s)
+                    if pin is None:
+                        break  # nothing typed: the caller gave up
+                try:
+                    await self.rooms.join_sip(room_id, leg, caller=caller, pin=pin, display=display)
+                except ChorusError as exc:
+                    log.info("SIP caller refused at room=%s: %s", room_id, exc.code)
+                    if exc.code == "bad_pin":
+                        continue
+                    break
+                leg.on_dtmf = None
+                return
+            await self._say_and_hang_up(leg, await self.rooms.prompt("refused"))
+        except Exception:
+            log.exception("room=%s: a SIP caller could not join", room_id)
+            await leg.close()
+
+    async def _say_and_hang_up(self, leg: SipLeg, clip: Any) -> None:
+        leg.on_dtmf = None
+        leg.play(clip, loop=False)
+        await asyncio.sleep(clip.duration_s + 0.3)
+        await leg.close()
 
     async def _place(self, leg: SipLeg, caller: str, kind: str, target: str) -> None:
         end_reason: dict[str, str | None] = {}
@@ -152,6 +202,12 @@ class SipService:
         end_reason["call_id"] = call_id
         leg.on_dtmf = lambda digit: self._spawn(self.calls.inbound_dtmf(call_id, digit))
 
+    def _info_dtmf(self, sip_call_id: str, key: str) -> None:
+        for leg in self.legs:
+            if leg.sip_call_id == sip_call_id:
+                leg.dtmf_from_worker(key)
+                return
+
     def _released(self, leg: SipLeg) -> None:
         self.legs.discard(leg)
         self.front.forget_later(leg.sip_call_id)
@@ -160,3 +216,27 @@ class SipService:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _read_pin(keys: asyncio.Queue[str], timeout_s: float) -> str | None:
+    """Digits up to `#` (or a pause of `timeout_s` after some digits); None if nothing came.
+    Keys pressed during the prompt count (barge-in), `*` starts over."""
+    digits = ""
+    while True:
+        try:
+            key = await asyncio.wait_for(keys.get(), timeout_s)
+        except TimeoutError:
+            return digits or None
+        if key == "#":
+            return digits
+        if key == "*":
+            digits = ""
+        elif key.isdigit() and len(digits) < 32:
+            digits += key
+
+
+def _display_name(from_header: str) -> str:
+    try:
+        return (parse_name_addr(from_header).display or "").strip('"')
+    except SipError:
+        return ""
