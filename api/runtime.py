@@ -28,6 +28,7 @@ from voice.calls.progress import ProgressTones
 from voice.clips import ClipLibrary
 from voice.media.opus import OpusClip
 from voice.metrics import Metrics
+from voice.nodes import NodeBeat, new_node_id
 from voice.rtp import RtpPorts
 from voice.settings import Settings
 from voice.sip.service import SipConfig, SipService
@@ -49,6 +50,7 @@ class Runtime:
     metrics: Metrics
     admin_key: str
     rooms: RoomService
+    nodes: NodeBeat
     sip: SipService | None = None
 
     @classmethod
@@ -65,6 +67,7 @@ class Runtime:
             token_ttl_s=settings.token_ttl_s,
         )
         metrics = Metrics()
+        nodes = NodeBeat(bus, new_node_id())
         configure_host_candidates(settings.effective_media_host)
         webrtc = WebRtcConfig(
             media_host=settings.effective_media_host, ice_servers=tuple(settings.ice_servers)
@@ -110,6 +113,7 @@ class Runtime:
             ringback=ringback,
             dtmf=ringback,
             desk=hotline,
+            node=nodes.node_id,
         )
         hotline.attach(calls)
         if settings.sample_hotlines:
@@ -121,9 +125,11 @@ class Runtime:
             stale = await calls.recover()
             if stale:
                 log.warning("closed %d call records left open by an earlier run", stale)
-        rooms = _rooms(settings, bus)
+        rooms = _rooms(settings, bus, nodes.node_id)
         metrics.observe(rooms.engine.readings)
         sip = await _sip(settings, calls, RoomDoor(rooms, speaker))
+        nodes.sweepers.append(calls.sweep)
+        await nodes.start()
         return cls(
             settings,
             store,
@@ -135,6 +141,7 @@ class Runtime:
             metrics,
             _admin_key(settings),
             rooms=rooms,
+            nodes=nodes,
             sip=sip,
         )
 
@@ -143,6 +150,7 @@ class Runtime:
         await self.calls.shutdown()
         if self.sip is not None:
             await self.sip.stop()  # after the calls ended: their BYEs go out first
+        await self.nodes.close()  # nothing of ours is left to sweep
         await self.hotline.shutdown()
         self.hotline.agents.shutdown()
         await self.bus.close()
@@ -213,7 +221,7 @@ def _bus(settings: Settings) -> Bus:
     return LocalBus()
 
 
-def _rooms(settings: Settings, bus: Bus) -> RoomService:
+def _rooms(settings: Settings, bus: Bus, node: str) -> RoomService:
     """Audio rooms: their WebRTC legs ask browsers for Opus DTX (silence costs nothing)."""
     media_host = settings.effective_media_host
     webrtc = WebRtcConfig(
@@ -234,6 +242,7 @@ def _rooms(settings: Settings, bus: Bus) -> RoomService:
             pin_attempts=settings.room_pin_attempts,
             pin_lockout_s=settings.room_pin_lockout_s,
             connect_timeout_s=settings.room_connect_timeout_s,
+            node=node,
             advertised_host=settings.public_host,
         ),
         engine=EngineConfig(

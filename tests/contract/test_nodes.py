@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import websockets
 
 from api.runtime import Runtime
 from tests.backends import PostgresServer, RedisServer
+from tests.browser.harness import Server
 from tests.peers import SinePeer
-from tests.service import running
+from tests.service import Client, running
 from tests.waiting import until
 from voice.settings import Settings
 
@@ -164,3 +166,55 @@ async def test_a_node_answers_503_while_a_backend_is_down_and_recovers_by_itself
             return True
 
         await until(events_again, timeout=10, every=0.1)
+
+
+async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds(
+    tmp_path, fresh_redis, postgres_server
+):
+    """Node A (a real `chorus serve` process) places alice's call to bob, whose app is on
+    node B; A is SIGKILLed while bob's devices ring. B notices A's heartbeat expire and ends
+    the call (`failed`): bob's device stops ringing, the record is final, bob is not busy."""
+    database = postgres_server.url(postgres_server.create_database())
+    shared = ("--redis-url", fresh_redis.url, "--database-url", database)
+    node_a = Server(tmp_path / "a", None, *shared, "--sip-port", "0")
+    await node_a.start()
+    try:
+        async with running(
+            tmp_path / "b", redis_url=fresh_redis.url, database_url=database, sample_hotlines=False
+        ) as node_b:
+            bob = await node_b.client().sign_up("bob")
+            bob_phone = await bob.events("phone")
+            alice = Client(SimpleNamespace(base_url=node_a.base_url))  # type: ignore[arg-type]
+            await alice.sign_up("alice")
+            peer = SinePeer(440)
+            try:
+                placed = await alice.ok(
+                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
+                )
+                call_id = placed["call_id"]
+                await bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
+                node_a.process.kill()  # no shutdown: its calls are left behind in Redis
+                await node_a.process.wait()
+                died = asyncio.get_running_loop().time()
+                ended = await bob_phone.next(
+                    "call.state",
+                    lambda e: e["call_id"] == call_id and e["state"] == "ended",
+                    timeout=30,
+                )
+                took = asyncio.get_running_loop().time() - died
+                assert ended["reason"] == "failed"
+                view = await bob.ok("GET", f"/v1/calls/{call_id}")
+                assert view["state"] == "ended" and view["reason"] == "failed"
+                # The sweep is bounded by the heartbeat TTL (6 s) plus one beat (2 s).
+                assert took < 20, took
+                alice_b = node_b.client(alice.token)
+                again = await alice_b.ok(
+                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
+                )
+                assert again["state"] == "ringing"  # bob is not left "busy"
+                await alice_b.ok("POST", f"/v1/calls/{again['call_id']}/hangup")
+            finally:
+                await peer.close()
+                await bob.close()
+    finally:
+        await node_a.stop()

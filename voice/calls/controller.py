@@ -37,6 +37,7 @@ BUSY_TONE_S = 3.0
 class Leg(Protocol):
     answer_sdp: str
     on_closed: Callable[[str], None] | None
+    on_dtmf: Callable[[str], None] | None  # a key the party pressed on its media (RFC 4733)
 
     def play(self, clip: OpusClip | None, *, loop: bool = True) -> None: ...
 
@@ -81,7 +82,9 @@ class CallController:
         dtmf: DtmfListener | None = None,
         desk: ServiceDesk | None = None,
         clock: Callable[[], float] = time.time,
+        node: str = "local",
     ):
+        self.node = node
         self.store = store
         self.bus = bus
         self.registry = CallRegistry(bus)
@@ -108,6 +111,7 @@ class CallController:
         callee = await self._destination(to, caller)
         call_id = uuid.uuid4().hex
         leg = await self._open_leg(offer_sdp, call_id)  # bad SDP fails here, before any state
+        self._listen_for_keys(call_id, caller, leg)
         live = await self._begin(
             call_id, leg, caller.id, caller.username, caller.display_name, to, callee, started
         )
@@ -158,7 +162,7 @@ class CallController:
                     no_answer_s=self.no_answer_s,
                 )
                 to = callee.username
-            live = LiveCall(call, from_, to, from_display=from_display)
+            live = LiveCall(call, from_, to, from_display=from_display, node=self.node)
             self._watch(call_id, m.Party.CALLER, leg)
             async with self._lock(call_id):
                 await self._commit(live, commands, previous=None)
@@ -228,6 +232,7 @@ class CallController:
                 raise
             self._legs.setdefault(call_id, {})[m.Party.CALLEE] = leg
             self._watch(call_id, m.Party.CALLEE, leg)
+            self._listen_for_keys(call_id, user, leg)
             await self._step(live, event)
             return leg.answer_sdp
 
@@ -301,6 +306,34 @@ class CallController:
         """After a crash of the only node, no call can still be live: end the stale records."""
         return await self.store.end_unfinished_calls(m.EndReason.FAILED.value, _utc(self.clock()))
 
+    async def sweep(self, alive: Callable[[str], Awaitable[bool]]) -> int:
+        """Ends the calls whose node is gone (reason `failed`): their legs and timers died with
+        it, so the other party would otherwise wait forever and stay busy."""
+        ended = 0
+        for call_id in sorted(await self.registry.live_ids()):
+            live = await self.registry.get(call_id)
+            if live is None:
+                await self.registry.forget(call_id)  # ended between the two reads
+                continue
+            if live.node is None or live.node == self.node or await alive(live.node):
+                continue
+            if not await self.registry.claim_sweep(call_id, self.node):
+                continue
+            async with self._lock(call_id):
+                live = await self.registry.get(call_id)
+                if live is None or live.call.state is m.CallState.ENDED:
+                    continue
+                CallLog(log, {"call_id": call_id}).warning(
+                    "ending the call: its node %s is gone", live.node
+                )
+                try:
+                    await self._step(live, m.LegFailed(m.Party.CALLER))
+                except ChorusError:
+                    await self.registry.remove(live.call)
+                await self._close_legs(call_id)  # the other party's leg, if it is here
+            ended += 1
+        return ended
+
     async def shutdown(self) -> None:
         """Ends every call this node carries (reason `failed`), closes every leg."""
         self._closing = True
@@ -351,6 +384,22 @@ class CallController:
                 self._spawn(self._leg_event(call_id, event, reason))
 
         leg.on_closed = closed
+
+    def _listen_for_keys(self, call_id: str, user: UserInfo, leg: Leg) -> None:
+        """Keys an app user presses on its own media (RFC 4733) count as sent through the
+        API by that user: the same menu, ringback or call.dtmf event, and where the API
+        would refuse them (the call has ended), they are dropped."""
+        in_order = asyncio.Lock()  # FIFO: a menu gets "010#" in the order it was pressed
+        call_log = CallLog(log, {"call_id": call_id})
+
+        async def pressed(key: str) -> None:
+            async with in_order:
+                try:
+                    await self.send_dtmf(user, call_id, key)
+                except ChorusError as exc:
+                    call_log.info("a key from %s's media was not taken: %s", user.id, exc.code)
+
+        leg.on_dtmf = lambda key: self._spawn(pressed(key))
 
     async def _leg_event(self, call_id: str, event: m.Event, reason: str) -> None:
         async with self._lock(call_id):

@@ -16,6 +16,7 @@ class LiveCall:
     to: str
     context: dict | None = None  # what a service tells the agent (menu path, digits)
     from_display: str | None = None  # the caller's display name, for the ringing screen
+    node: str | None = None  # the node that placed it: its legs and timers live there
 
 
 def _to_message(live: LiveCall) -> Message:
@@ -28,6 +29,7 @@ def _to_message(live: LiveCall) -> Message:
         "to": live.to,
         "context": live.context,
         "from_display": live.from_display,
+        "node": live.node,
     }
 
 
@@ -43,7 +45,11 @@ def _from_message(message: Message) -> LiveCall:
         message["to"],
         message.get("context"),
         message.get("from_display"),
+        message.get("node"),
     )
+
+
+LIVE = "calls:live"  # every call in progress, for the sweeper of dead nodes' calls
 
 
 class CallRegistry:
@@ -52,6 +58,7 @@ class CallRegistry:
 
     async def put(self, live: LiveCall) -> None:
         await self._bus.put(f"call:{{{live.call.call_id}}}", _to_message(live))
+        await self._bus.add_member(LIVE, live.call.call_id)
         for user in (live.call.caller, live.call.callee):
             await self._bus.add_member(f"calls-of:{{{user}}}", live.call.call_id)
 
@@ -61,8 +68,19 @@ class CallRegistry:
 
     async def remove(self, call: Call) -> None:
         await self._bus.delete(f"call:{{{call.call_id}}}")
+        await self._bus.remove_member(LIVE, call.call_id)
         for user in (call.caller, call.callee):
             await self._bus.remove_member(f"calls-of:{{{user}}}", call.call_id)
+
+    async def live_ids(self) -> set[str]:
+        return await self._bus.members(LIVE)
+
+    async def forget(self, call_id: str) -> None:
+        await self._bus.remove_member(LIVE, call_id)
+
+    async def claim_sweep(self, call_id: str, node: str) -> bool:
+        """One surviving node ends a dead node's call, not all of them."""
+        return await self._bus.put_if_absent(f"call:{{{call_id}}}:swept", {"by": node}, ttl_s=60)
 
     async def calls_of(self, user_id: str) -> list[LiveCall]:
         found = []
