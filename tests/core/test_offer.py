@@ -34,7 +34,8 @@ def test_answer_rejects_the_other_m_lines_in_place():
     )
     answer = offer.complete_answer(fake_answer)
     mlines = [line for line in answer.splitlines() if line.startswith("m=")]
-    assert mlines == ["m=audio 5000 UDP/TLS/RTP/SAVPF 111", "m=video 0 UDP/TLS/RTP/SAVPF 96"]
+    # 110: the offered telephone-event, which aiortc leaves out and the answer takes
+    assert mlines == ["m=audio 5000 UDP/TLS/RTP/SAVPF 111 110", "m=video 0 UDP/TLS/RTP/SAVPF 96"]
     assert "a=mid:1" in answer
     assert "a=group:BUNDLE 0\r\n" in answer
 
@@ -108,3 +109,86 @@ def test_a_bundle_only_audio_m_line_is_not_disabled():
         "a=mid:0\n", "a=mid:0\na=bundle-only\n"
     )
     assert screen_offer(sdp).audio_index == 0
+
+
+# -- telephone-event (RFC 4733 keys), which aiortc leaves out of its answers ----------------
+
+FAKE_AUDIO_ANSWER = (
+    "v=0\r\ns=-\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    "a=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 nack\r\na=setup:active\r\n"
+)
+
+
+def audio_lines(answer: str) -> list[str]:
+    """The answer's audio m-line and the lines under it."""
+    return ("m=audio" + answer.split("m=audio", 1)[1]).split("m=video")[0].split("\r\n")
+
+
+def test_telephone_event_at_opus_clock_is_answered_next_to_opus():
+    offer = screen_offer(CHROMIUM)  # offers telephone-event/48000 as 110 and /8000 as 126
+    assert (offer.dtmf_payload_type, offer.dtmf_clock_rate) == (110, 48000)
+    answer = offer.complete_answer(FAKE_AUDIO_ANSWER, "useinbandfec=1")
+    lines = audio_lines(answer)
+    assert lines[0] == "m=audio 5000 UDP/TLS/RTP/SAVPF 111 110"
+    at = lines.index("a=rtpmap:111 opus/48000/2")
+    assert lines[at : at + 4] == [
+        "a=rtpmap:111 opus/48000/2",
+        "a=fmtp:111 useinbandfec=1",
+        "a=rtpmap:110 telephone-event/48000",
+        "a=fmtp:110 0-15",
+    ]
+    assert "126" not in answer and "telephone-event/8000" not in answer
+
+
+@pytest.mark.parametrize(
+    ("name", "payload_type", "clock"),
+    [
+        ("webrtc-chromium120-offer-audio-video-bundle.sdp", 110, 48000),
+        ("webrtc-safari-offer-audio-video-data-bundle.sdp", 110, 48000),
+        ("webrtc-chrome-offer-audio-bundle-candidates.sdp", 110, 48000),  # also 32k, 16k
+        ("webrtc-firefox121-offer-audio-video-bundle.sdp", 101, 8000),  # Firefox: 8000/1 only
+        ("webrtc-firefox58-offer-audio-bundle-candidates.sdp", 101, 8000),
+    ],
+)
+def test_browsers_telephone_events(name, payload_type, clock):
+    offer = screen_offer((SDP_DIR / name).read_text())
+    assert (offer.dtmf_payload_type, offer.dtmf_clock_rate) == (payload_type, clock)
+    opus = offer.opus_payload_type
+    fake = FAKE_AUDIO_ANSWER.replace("111", str(opus))
+    answer = offer.complete_answer(fake)
+    assert f"a=rtpmap:{payload_type} telephone-event/{clock}\r\n" in answer
+    assert f"a=fmtp:{payload_type} 0-15\r\n" in answer
+    mline = audio_lines(answer)[0]
+    assert mline.endswith(f" {opus} {payload_type}")
+
+
+def test_no_telephone_event_offered_none_answered():
+    sdp = "\n".join(
+        line
+        for line in CHROMIUM.splitlines()
+        if "telephone-event" not in line and not line.startswith(("a=fmtp:110", "a=fmtp:126"))
+    ).replace("111 63 9 0 8 13 110 126", "111 63 9 0 8 13")
+    offer = screen_offer(sdp)
+    assert offer.dtmf_payload_type is None and offer.dtmf_clock_rate is None
+    answer = offer.complete_answer(FAKE_AUDIO_ANSWER)
+    assert "telephone-event" not in answer
+    assert audio_lines(answer)[0] == "m=audio 5000 UDP/TLS/RTP/SAVPF 111"
+
+
+def test_telephone_event_only_at_an_odd_clock_or_not_listed_is_not_taken():
+    odd = CHROMIUM.replace("telephone-event/48000", "telephone-event/16000").replace(
+        "telephone-event/8000", "telephone-event/32000"
+    )
+    assert screen_offer(odd).dtmf_payload_type is None
+    unlisted = edit(CHROMIUM, "13 110 126", "13 126")  # rtpmap:110 without its format
+    assert screen_offer(unlisted).dtmf_payload_type == 126
+
+
+def test_an_answer_that_has_telephone_event_already_is_left_alone():
+    offer = screen_offer(CHROMIUM)
+    fake = FAKE_AUDIO_ANSWER.replace("SAVPF 111", "SAVPF 111 110").replace(
+        "a=rtcp-fb", "a=rtpmap:110 telephone-event/48000\r\na=rtcp-fb"
+    )
+    answer = offer.complete_answer(fake)
+    assert answer.count("a=rtpmap:110 ") == 1
+    assert audio_lines(answer)[0] == "m=audio 5000 UDP/TLS/RTP/SAVPF 111 110"

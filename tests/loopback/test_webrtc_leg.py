@@ -210,8 +210,13 @@ def check_answer(offer: str, answer: str) -> None:
     for i, (_, port, fmt) in enumerate(answered):
         assert (port != "0") == (i == audio[0])
         if i == audio[0]:
-            assert re.search(rf"^a=rtpmap:{fmt} opus/48000/2\r?$", answer, re.M)
-            assert len(fmt.split()) == 1  # Opus only
+            # Opus, and telephone-event (RFC 4733 keys) when offered at 48 or 8 kHz
+            opus, *events = fmt.split()
+            assert re.search(rf"^a=rtpmap:{opus} opus/48000/2\r?$", answer, re.M)
+            keys = re.search(r"^a=rtpmap:\d+ telephone-event/(48000|8000)\b", offer, re.M | re.I)
+            assert len(events) == (1 if keys else 0)
+            for pt in events:
+                assert re.search(rf"^a=rtpmap:{pt} telephone-event/{keys[1]}\r?$", answer, re.M)
     assert "a=candidate:" in answer and "127.0.0.1" in answer
     assert "stun.l.google.com" not in answer
 

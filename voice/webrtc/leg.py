@@ -13,6 +13,7 @@ from aiortc.sdp import SessionDescription
 
 from voice.errors import BadSdp
 from voice.media.opus import OpusClip
+from voice.media.telephone_event import KeyReceiver
 from voice.webrtc import receive
 from voice.webrtc.closing import close_peer_connection
 from voice.webrtc.config import WebRtcConfig, configure_host_candidates
@@ -34,7 +35,8 @@ class WebRtcLeg:
     In: every received Opus payload goes to `on_audio(payload, rtp_timestamp)` and, when
     relaying, unchanged to the target leg. Nothing is decoded or encoded here. A mixer that
     needs sequence numbers and audio levels sets `on_packet(seq, timestamp, payload, level,
-    arrival)` instead, and sends with `send_frame(payload, tick)`.
+    arrival)` instead, and sends with `send_frame(payload, tick)`. Keys the peer presses as
+    RFC 4733 telephone-events (when its offer had them) go to `on_dtmf(key)`, once a press.
 
     `on_closed(reason)` is called once if the connection ends by itself: "closed" when the
     peer closed it (DTLS close_notify, ICE closed), "failed" when ICE or DTLS failed. It is
@@ -50,11 +52,14 @@ class WebRtcLeg:
         # (seq, RTP timestamp, payload, RFC 6464 level in dBov or None, arrival monotonic s)
         self.on_packet: Callable[[int, int, bytes, int | None, float], None] | None = None
         self.on_closed: Callable[[str], None] | None = None
+        self.on_dtmf: Callable[[str], None] | None = None
         self.packets_received = 0
+        self.keys_received = 0
         self.audio_errors = 0
         self._connected = asyncio.Event()
         self._log = _LegLog(log, {"label": label})
         self._track = PacketTrack()
+        self._keys = KeyReceiver()
         self._relay_target: Any = None  # a WebRtcLeg, or a leg of another kind (SIP)
         self._closing = False
         self._ended = False
@@ -76,7 +81,12 @@ class WebRtcLeg:
         except BaseException:
             await leg.close()
             raise
-        leg._log.info("answered: audio mid=%s, %d m-line(s)", offer.audio.mid, len(offer.sections))
+        leg._log.info(
+            "answered: audio mid=%s, %d m-line(s), telephone-event %s",
+            offer.audio.mid,
+            len(offer.sections),
+            offer.dtmf_payload_type if offer.dtmf_payload_type is not None else "not offered",
+        )
         return leg
 
     async def _negotiate(self, opus_fmtp: str) -> None:
@@ -92,7 +102,13 @@ class WebRtcLeg:
             if codec.mimeType.lower() == "audio/opus"
         ]
         transceiver.setCodecPreferences(opus)
-        receive.install(transceiver.receiver, self._offer.opus_payload_type, self._on_packet)
+        receive.install(
+            transceiver.receiver,
+            self._offer.opus_payload_type,
+            self._on_packet,
+            event_payload_type=self._offer.dtmf_payload_type,
+            on_event=self._on_event,
+        )
         self._pc.on("connectionstatechange", self._on_state)
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(reduced, "offer"))
@@ -176,6 +192,17 @@ class WebRtcLeg:
                 self.audio_errors += 1
                 if self.audio_errors == 1:
                     self._log.exception("on_audio failed (later failures are only counted)")
+
+    def _on_event(self, payload: bytes, timestamp: int) -> None:
+        key = self._keys.feed(payload, timestamp)
+        if key is None:
+            return
+        self.keys_received += 1
+        if self.on_dtmf is not None:
+            try:
+                self.on_dtmf(key)
+            except Exception:
+                self._log.exception("on_dtmf failed")
 
     # -- state ---------------------------------------------------------------------------
 

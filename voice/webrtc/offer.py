@@ -6,6 +6,9 @@ Opus stream. So the leg hands aiortc an offer reduced to the chosen audio m-line
 only the lines aiortc reads (aiortc's parser reports a bad line with `assert`, which says
 nothing to a client and vanishes under `python -O`), and afterwards puts the other m-lines
 back into the answer as rejected, port 0, which is how JSEP refuses a section.
+
+aiortc does not negotiate telephone-event (RFC 4733 keys), so when the audio m-line offers
+it the answer gets it added here; the leg takes those packets off the receiver itself.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ _MEDIA_ATTRS = (
     "end-of-candidates",
     "rtcp-mux",
 )
+# telephone-event clock rates we answer, best first: Opus' own 48 kHz (what Chrome and Safari
+# send with Opus), else RFC 4733's 8 kHz, the only one Firefox offers. A key is a key at any
+# clock: the rate only scales the durations, which nobody here needs in seconds.
+_DTMF_CLOCKS = (48000, 8000)
+DTMF_EVENTS = "0-15"  # the sixteen keys; flash and the tones of RFC 4734 are not asked for
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,17 @@ class ScreenedOffer:
     sections: tuple[Section, ...]
     audio_index: int
     opus_payload_type: int
+    dtmf_payload_type: int | None = None  # telephone-event, when the audio m-line offers it
 
     @property
     def audio(self) -> Section:
         return self.sections[self.audio_index]
+
+    @property
+    def dtmf_clock_rate(self) -> int | None:
+        if self.dtmf_payload_type is None:
+            return None
+        return int(_rtpmaps(self.audio)[self.dtmf_payload_type].split("/")[1])
 
     def audio_only(self) -> str:
         """The offer as aiortc should see it: session basics plus the audio m-line."""
@@ -89,6 +104,7 @@ class ScreenedOffer:
 
         aiortc answers Opus without a=fmtp; `opus_fmtp` (e.g. "useinbandfec=1") tells the
         peer what we want it to send, which, relayed, is what the other peer receives.
+        An offered telephone-event is accepted next to Opus (aiortc leaves it out).
         """
         session, sections = _split(_lines(audio_answer))
         if len(sections) != 1:
@@ -99,15 +115,33 @@ class ScreenedOffer:
             session = [line for line in session if not line.startswith("a=group:BUNDLE")]
         # aiortc always writes UDP/TLS/RTP/SAVPF; an answer echoes the offered profile.
         kind, port, _, fmt = sections[0][0].split(" ", 3)
+        events = self._events_answer(fmt.split())
+        if events:
+            fmt = f"{fmt} {self.dtmf_payload_type}"
         audio = [f"{kind} {port} {self.audio.profile} {fmt}"]
         for line in sections[0][1:]:
             audio.append(line)
-            if opus_fmtp and line.startswith(f"a=rtpmap:{self.opus_payload_type} "):
-                audio.append(f"a=fmtp:{self.opus_payload_type} {opus_fmtp}")
+            if line.startswith(f"a=rtpmap:{self.opus_payload_type} "):
+                if opus_fmtp:
+                    audio.append(f"a=fmtp:{self.opus_payload_type} {opus_fmtp}")
+                audio += events
+                events = []
+        audio += events  # no Opus rtpmap to follow (aiortc always writes one)
         out = list(session)
         for index, section in enumerate(self.sections):
             out += audio if index == self.audio_index else _rejected(section)
         return "\r\n".join(out) + "\r\n"
+
+    def _events_answer(self, answered: list[str]) -> list[str]:
+        """The lines accepting the offered telephone-event, unless the answer has it already
+        (an aiortc that learned it)."""
+        pt = self.dtmf_payload_type
+        if pt is None or str(pt) in answered:
+            return []
+        return [
+            f"a=rtpmap:{pt} telephone-event/{self.dtmf_clock_rate}",
+            f"a=fmtp:{pt} {DTMF_EVENTS}",
+        ]
 
 
 def screen_offer(sdp: object) -> ScreenedOffer:
@@ -125,7 +159,8 @@ def screen_offer(sdp: object) -> ScreenedOffer:
     session_lines, section_lines = _split(lines)
     sections = tuple(_section(s) for s in section_lines)
     index, opus = _choose_audio(sections)
-    offer = ScreenedOffer(tuple(session_lines), sections, index, opus)
+    dtmf = _choose_dtmf(sections[index])
+    offer = ScreenedOffer(tuple(session_lines), sections, index, opus, dtmf)
     _check_transport(offer)
     return offer
 
@@ -191,6 +226,17 @@ def _choose_audio(sections: tuple[Section, ...]) -> tuple[int, int]:
         raise BadSdp("the offer's audio m-line is disabled (port 0)")
     names = ", ".join(dict.fromkeys(offered)) or "no named codecs"
     raise BadSdp(f"the audio m-line offers no Opus (it offers {names})")
+
+
+def _choose_dtmf(audio: Section) -> int | None:
+    """The payload type of the offered telephone-event we answer, if any (see _DTMF_CLOCKS)."""
+    maps = _rtpmaps(audio)
+    offered = {}
+    for fmt in audio.fmt:
+        name = maps.get(int(fmt), "") if fmt.isdigit() else ""
+        if name.lower().startswith("telephone-event/"):
+            offered.setdefault(int(name.split("/")[1]), int(fmt))
+    return next((offered[clock] for clock in _DTMF_CLOCKS if clock in offered), None)
 
 
 def _effective(offer: ScreenedOffer, name: str) -> list[str]:

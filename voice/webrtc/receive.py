@@ -6,10 +6,13 @@ payloads untouched, and the mixer decodes only what it mixes, so for the receive
 own legs (never globally: test clients in the same process rely on the stock path):
 
 - the instance's `_handle_rtp_packet` (called by the DTLS transport for each RTP packet
-  routed to this receiver) is replaced by one that hands the payload on;
+  routed to this receiver) is replaced by one that hands the payload on, and the payloads
+  of the negotiated telephone-event type (RFC 4733 keys) to a second handler;
 - the instance's `receive` is wrapped so that the decoder thread it starts is stopped at
   once through `_handle_disconnect`, aiortc's own way to end it. Nothing would feed it,
-  and an idle thread per leg is a thread per leg.
+  and an idle thread per leg is a thread per leg. It also adds telephone-event to the
+  parameters, because aiortc's transport routes to a receiver only the payload types
+  registered with it, and aiortc never negotiates that one itself.
 
 Both are private aiortc API (checked against 1.16.0); `install` fails loudly if they move.
 What is lost: aiortc's receiver statistics and RTCP receiver reports for this stream.
@@ -17,17 +20,26 @@ What is lost: aiortc's receiver statistics and RTCP receiver reports for this st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCRtpReceiver
+from aiortc import RTCRtpCodecParameters, RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
 # payload, RTP timestamp, SSRC, sequence number, RFC 6464 audio level (dBov) or None
 PacketHandler = Callable[[bytes, int, int, int, "int | None"], None]
+EventHandler = Callable[[bytes, int], None]  # telephone-event payload, RTP timestamp
 
 
-def install(receiver: RTCRtpReceiver, payload_type: int, handler: PacketHandler) -> None:
+def install(
+    receiver: RTCRtpReceiver,
+    payload_type: int,
+    handler: PacketHandler,
+    *,
+    event_payload_type: int | None = None,
+    on_event: EventHandler | None = None,
+) -> None:
     for name in ("_handle_rtp_packet", "_handle_disconnect", "receive"):
         if not callable(getattr(receiver, name, None)):
             raise RuntimeError(f"aiortc's RTCRtpReceiver has no {name}; see voice/webrtc/receive")
@@ -40,10 +52,19 @@ def install(receiver: RTCRtpReceiver, payload_type: int, handler: PacketHandler)
             level = packet.extensions.audio_level
             dbov = -level[1] if level is not None else None
             handler(packet.payload, packet.timestamp, packet.ssrc, packet.sequence_number, dbov)
+        elif packet.payload_type == event_payload_type and on_event is not None:
+            on_event(packet.payload, packet.timestamp)
 
     start = receiver.receive
 
     async def receive(parameters: Any) -> None:
+        if event_payload_type is not None:
+            # Routing reads only the payload type; the clock rate here is a placeholder.
+            events = RTCRtpCodecParameters(
+                mimeType="audio/telephone-event", clockRate=8000, payloadType=event_payload_type
+            )
+            codecs = [*parameters.codecs, events]
+            parameters = dataclasses.replace(parameters, codecs=codecs)
         await start(parameters)
         receiver._handle_disconnect()  # joins the just-started decoder thread
 
