@@ -128,7 +128,7 @@ class Runtime:
         rooms = _rooms(settings, bus, nodes.node_id)
         metrics.observe(rooms.engine.readings)
         sip = await _sip(settings, calls, RoomDoor(rooms, speaker))
-        nodes.sweepers.append(calls.sweep)
+        nodes.sweepers += [calls.sweep, rooms.sweep]
         await nodes.start()
         return cls(
             settings,

@@ -391,6 +391,12 @@ def drop(room: Room, participant_id: str) -> Room:
     )
 
 
+def taken_over(room: Room, node: str) -> Room:
+    """The node that mixed the room is gone, and every participant's media with it: the room
+    itself (name, PIN, moderator, lock) stays, empty, mixed from now on by `node`."""
+    return replace(room, node=node, participants=())
+
+
 def set_locked(room: Room, actor: Actor, locked: bool) -> Room:
     _require_manager(room, actor)
     return replace(room, locked=locked)

@@ -455,6 +455,34 @@ class RoomService:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def sweep(self, alive: Callable[[str], Awaitable[bool]]) -> int:
+        """Rooms whose mixing node is gone: one surviving node (claimed atomically in the bus)
+        takes each over, empty, and tells the room's users who was lost."""
+        taken = 0
+        for room_id in sorted(await self.bus.members(ALL_ROOMS)):
+            room = await self._load(room_id)
+            if room is None:
+                await self.bus.remove_member(ALL_ROOMS, room_id)
+                continue
+            if not room.node or room.node == self.settings.node or await alive(room.node):
+                continue
+            claim = f"{_key(room_id)}:taken-from:{room.node}"
+            if not await self.bus.put_if_absent(claim, {"by": self.settings.node}, ttl_s=60):
+                continue
+            async with self._lock(room_id):
+                room = await self._load(room_id)
+                if room is None:
+                    continue
+                adopted = rules.taken_over(room, self.settings.node)
+                await self._save(adopted)
+                await self.bus.delete(_speaking_key(room_id))
+                for participant in room.participants:
+                    await self._forget_user(adopted, participant)
+                    await self._publish(room, _left(room, participant, "failed"))
+            log.warning("room=%s taken over from node %s, which is gone", room_id, room.node)
+            taken += 1
+        return taken
+
     async def stop(self) -> None:
         """Ends every room this process mixes (reason "shutdown") and closes their media."""
         self._closing = True

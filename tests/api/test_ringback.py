@@ -213,8 +213,7 @@ async def test_an_endless_upload_is_cut_off_at_the_limit(start_service):
             nonlocal sent
             yield b'--XyZ\r\nContent-Disposition: form-data; name="title"\r\n\r\nBig\r\n'
             yield (
-                b"--XyZ\r\nContent-Disposition: form-data; "
-                b'name="file"; filename="big.wav"\r\n\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
             )
             chunk = b"\x00" * 65536
             while sent < 1024**3:  # a 1 GB body, generated lazily

@@ -187,7 +187,16 @@ async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds
             alice = Client(SimpleNamespace(base_url=node_a.base_url))  # type: ignore[arg-type]
             await alice.sign_up("alice")
             peer = SinePeer(440)
+            rooms_opened: list[SinePeer] = []
             try:
+                # Alice also runs a room on A, with herself in it.
+                room = await alice.ok("POST", "/v1/rooms", 201, json={"name": "ops"})
+                room_peer = SinePeer(660)
+                rooms_opened.append(room_peer)
+                body = {"sdp": await room_peer.offer()}
+                path = f"/v1/rooms/{room['room_id']}/participants"
+                joined = await alice.ok("POST", path, 201, json=body)
+                await room_peer.accept_answer(joined["sdp"])
                 placed = await alice.ok(
                     "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
                 )
@@ -213,7 +222,19 @@ async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds
                 )
                 assert again["state"] == "ringing"  # bob is not left "busy"
                 await alice_b.ok("POST", f"/v1/calls/{again['call_id']}/hangup")
+
+                # B took the room over, empty: alice joins it again through B.
+                async def emptied() -> bool:
+                    view = await alice_b.ok("GET", f"/v1/rooms/{room['room_id']}")
+                    return view["participants"] == []
+
+                await until(emptied, timeout=20)
+                rejoin = SinePeer(660)
+                rooms_opened.append(rejoin)
+                await alice_b.ok("POST", path, 201, json={"sdp": await rejoin.offer()})
             finally:
+                for opened in rooms_opened:
+                    await opened.close()
                 await peer.close()
                 await bob.close()
     finally:
