@@ -128,6 +128,7 @@ class Runtime:
         rooms = _rooms(settings, bus, nodes.node_id)
         metrics.observe(rooms.engine.readings)
         sip = await _sip(settings, calls, RoomDoor(rooms, speaker))
+        calls.dialer = sip  # app users call sip: addresses when SIP is on
         nodes.sweepers += [calls.sweep, rooms.sweep]
         await nodes.start()
         return cls(

@@ -79,3 +79,19 @@ class RoomDoor(Protocol):
     async def prompt(self, name: str) -> OpusClip:
         """`pin`, `bad_pin` or `refused`, spoken."""
         ...
+
+
+class Dialer(Protocol):
+    """Calls out to addresses outside the app (SIP), for app users calling `sip:...`."""
+
+    def dials(self, destination: str) -> bool:
+        """True for destinations it calls (`sip:` URIs)."""
+        ...
+
+    async def dial(
+        self, destination: str, *, caller: str, display: str | None, label: str
+    ) -> Any:
+        """Start the call; returns its leg at once (ringing), or raises a ChorusError
+        (bad address, no free line). The leg reports `on_progress(status)`, `on_answered()`,
+        `on_closed(reason)` with `refusal_reason` telling why it never answered."""
+        ...

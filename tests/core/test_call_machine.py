@@ -140,6 +140,7 @@ ALL_EVENTS = [
     m.DeviceLeft(PHONE),
     m.Offer(frozenset({"carol"}), frozenset({"desk"}), NOW + 20),
     m.OfferEnded(),
+    m.Refused(EndReason.BUSY),
 ]
 
 
@@ -246,3 +247,39 @@ def test_offers_only_for_service_calls_waiting_for_an_agent():
     for call in (answered(), offered()):
         with pytest.raises(m.IllegalEvent):
             m.step(call, m.Offer(frozenset({"dave"}), frozenset({"pc"}), NOW + 30), NOW)
+
+
+# ------------------------------------------------------------------ calls to SIP addresses
+
+
+def external_call() -> m.Call:
+    call, commands = m.place_external("c3", "alice", "ext-c3", now=NOW, no_answer_s=30)
+    assert call.state is CallState.RINGING and not call.ringing
+    assert commands == [
+        m.NotifyState(Party.CALLER),
+        m.PlayRingback(),
+        m.StartTimer(m.NO_ANSWER_TIMER, NOW + 30),
+    ]
+    return call
+
+
+def test_a_sip_address_answers_and_the_media_is_bridged():
+    call, commands = m.step(external_call(), m.Answer(Party.CALLEE), NOW + 3)
+    assert call.state is CallState.ANSWERED and call.answered_at == NOW + 3
+    assert m.BridgeMedia() in commands and m.CancelTimer(m.NO_ANSWER_TIMER) in commands
+
+
+@pytest.mark.parametrize("reason", [EndReason.DECLINED, EndReason.UNREACHABLE, EndReason.BUSY])
+def test_a_refusal_ends_the_call_with_its_reason_and_busy_plays_the_busy_tone(reason):
+    call, commands = m.step(external_call(), m.Refused(reason), NOW + 2)
+    assert call.state is CallState.ENDED and call.reason is reason
+    assert (m.PlayBusyTone() in commands) is (reason is EndReason.BUSY)
+    assert (m.ReleaseMedia() in commands) is (reason is not EndReason.BUSY)
+
+
+def test_only_the_far_end_refuses_and_not_once_answered():
+    with pytest.raises(m.IllegalEvent):
+        m.step(external_call(), m.Refused(EndReason.BUSY, by=Party.CALLER), NOW + 1)
+    answered_call, _ = m.step(external_call(), m.Answer(Party.CALLEE), NOW + 1)
+    with pytest.raises(m.IllegalEvent):
+        m.step(answered_call, m.Refused(EndReason.BUSY), NOW + 2)

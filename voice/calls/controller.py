@@ -8,6 +8,7 @@ the bus so other nodes can see it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -24,7 +25,7 @@ from voice.calls.registry import CallRegistry, LiveCall
 from voice.errors import BadRequest, ChorusError, Conflict, Forbidden, NotFound
 from voice.media.opus import OpusClip
 from voice.metrics import Metrics
-from voice.ports import DtmfListener, RingbackSource, ServiceDesk
+from voice.ports import Dialer, DtmfListener, RingbackSource, ServiceDesk
 from voice.presence import Presence
 from voice.store import CallInfo, Store, UserInfo
 
@@ -85,6 +86,7 @@ class CallController:
         node: str = "local",
     ):
         self.node = node
+        self.dialer: Dialer | None = None  # calls to SIP addresses (set when SIP is on)
         self.store = store
         self.bus = bus
         self.registry = CallRegistry(bus)
@@ -108,6 +110,8 @@ class CallController:
     async def place(self, caller: UserInfo, to: str, offer_sdp: str) -> tuple[LiveCall, str]:
         """An app user calls `to` (a username or a service destination) with a WebRTC offer."""
         started = time.perf_counter()
+        if self.dialer is not None and self.dialer.dials(to):
+            return await self._place_external(caller, to, offer_sdp, started)
         callee = await self._destination(to, caller)
         call_id = uuid.uuid4().hex
         leg = await self._open_leg(offer_sdp, call_id)  # bad SDP fails here, before any state
@@ -128,6 +132,76 @@ class CallController:
         return await self._begin(
             call_id, leg, f"ext-{call_id[:28]}", from_, None, to, callee, started
         )
+
+    async def _place_external(
+        self, caller: UserInfo, to: str, offer_sdp: str, started: float
+    ) -> tuple[LiveCall, str]:
+        """An app user calls a SIP address: the far end rings, answers or refuses."""
+        assert self.dialer is not None
+        call_id = uuid.uuid4().hex
+        leg = await self._open_leg(offer_sdp, call_id)
+        self._legs[call_id] = {m.Party.CALLER: leg}
+        try:
+            far = await self.dialer.dial(
+                to, caller=caller.username, display=caller.display_name, label=f"call={call_id}"
+            )
+            self._legs[call_id][m.Party.CALLEE] = far
+            far.on_progress = lambda status: self._spawn(self._far_progress(call_id, status))
+            far.on_answered = lambda: self._spawn(self._far_event(call_id, "answered"))
+            far.on_closed = lambda reason: self._spawn(self._far_event(call_id, reason))
+            far.on_dtmf = lambda key: self._spawn(self.inbound_dtmf(call_id, key))
+            self._listen_for_keys(call_id, caller, leg)
+            self._watch(call_id, m.Party.CALLER, leg)
+            callee_id = f"ext-{call_id[:28]}"
+            call, commands = m.place_external(
+                call_id, caller.id, callee_id, now=self.clock(), no_answer_s=self.no_answer_s
+            )
+            live = LiveCall(call, caller.username, to, from_display=caller.display_name)
+            live = replace(live, node=self.node)
+            async with self._lock(call_id):
+                await self._commit(live, commands, previous=None)
+        except BaseException:
+            await self._close_legs(call_id)
+            raise
+        self.metrics.call_setup.observe(time.perf_counter() - started)
+        CallLog(log, {"call_id": call_id}).info("placed %s -> %s", caller.username, to)
+        return live, leg.answer_sdp
+
+    async def _far_progress(self, call_id: str, status: int) -> None:
+        """183 Session Progress: the caller hears the far end's early media (its ringback,
+        an announcement) instead of ours, once that media flows."""
+        legs = self._legs.get(call_id, {})
+        far, near = legs.get(m.Party.CALLEE), legs.get(m.Party.CALLER)
+        if status != 183 or far is None or near is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(far.media.wait(), 5)
+        async with self._lock(call_id):
+            live = await self.registry.get(call_id)
+            if live is not None and live.call.state is m.CallState.RINGING and far.media.is_set():
+                far.relay_to(near)
+
+    async def _far_event(self, call_id: str, what: str) -> None:
+        """The SIP side of a call we dialled answered, refused, hung up or failed."""
+        async with self._lock(call_id):
+            live = await self.registry.get(call_id)
+            far = self._legs.get(call_id, {}).get(m.Party.CALLEE)
+            if live is None or live.call.state is m.CallState.ENDED or far is None:
+                return
+            ringing = live.call.state is m.CallState.RINGING
+            event: m.Event
+            if what == "answered":
+                if not ringing:
+                    return
+                event = m.Answer(m.Party.CALLEE)
+            elif what == "failed":
+                event = m.LegFailed(m.Party.CALLEE)
+            elif ringing:
+                event = m.Refused(m.EndReason(far.refusal_reason))
+            else:
+                event = m.LegLost(m.Party.CALLEE)
+            CallLog(log, {"call_id": call_id}).info("far end: %s", what)
+            await self._step(live, event)
 
     async def _destination(self, to: str, caller: UserInfo | None) -> UserInfo | None:
         """The user called, or None for a service destination (checked to exist)."""

@@ -22,6 +22,12 @@ media...). Anything not in the table below is an illegal event and changes nothi
     answered  device_left      callee   answered  nothing (media is what matters)
     ended     device_*         any      ended     nothing
 
+Calls to a SIP address (`sip:bob@pbx.example`, an app user calling out) ring the far end
+instead of devices: the SIP side answers (`answer` by the callee) or refuses with a final
+response, which ends the call with the reason it means (busy, declined, unreachable...).
+
+    ringing   refused          callee   ended     its reason (busy plays the busy tone)
+
 Service calls (to `hotline:<number>`) are answered by the service at once. The service may
 then offer the call to an agent (an operator): the agent's devices ring while the caller
 stays with the service; the agent answering bridges the caller to the agent.
@@ -138,6 +144,15 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """The far end of a call to a SIP address gave a final refusal (486, 603, 404...)."""
+
+    reason: EndReason
+    by: Party = Party.CALLEE
+    kind = "refused"
+
+
+@dataclass(frozen=True)
 class OfferEnded:
     by: Party = Party.TIMER
     kind = "offer_ended"
@@ -154,6 +169,7 @@ Event = (
     | DeviceLeft
     | Offer
     | OfferEnded
+    | Refused
 )
 
 
@@ -328,6 +344,18 @@ def place(
     return call, commands
 
 
+def place_external(
+    call_id: str, caller: str, callee: str, *, now: float, no_answer_s: float
+) -> Outcome:
+    """A call to a SIP address: it rings at the far end until it answers or refuses."""
+    call = Call(call_id, caller, callee, CallState.RINGING, started_at=now)
+    return call, [
+        NotifyState(Party.CALLER),
+        PlayRingback(),
+        StartTimer(NO_ANSWER_TIMER, now + no_answer_s),
+    ]
+
+
 def place_service(call_id: str, caller: str, service: str, *, now: float) -> Outcome:
     """A call to a service (the hotline): it answers at once and takes the caller's media."""
     call = Call(
@@ -374,6 +402,12 @@ def _hangup_ringing(call: Call, event: Event, now: float) -> Outcome:
 
 def _no_answer(call: Call, event: Event, now: float) -> Outcome:
     return _end(call, EndReason.NO_ANSWER, now)
+
+
+def _refused(call: Call, event: Event, now: float) -> Outcome:
+    assert isinstance(event, Refused)
+    _only(event, Party.CALLEE, "only the far end refuses")
+    return _end(call, event.reason, now, busy_tone=event.reason is EndReason.BUSY)
 
 
 def _caller_gone(call: Call, event: Event, now: float) -> Outcome:
@@ -469,6 +503,7 @@ TRANSITIONS: dict[tuple[CallState, str], Transition] = {
     (CallState.RINGING, "no_answer"): _no_answer,
     (CallState.RINGING, "leg_lost"): _caller_gone,
     (CallState.RINGING, "leg_failed"): _failed,
+    (CallState.RINGING, "refused"): _refused,
     (CallState.RINGING, "device_joined"): _device_joined,
     (CallState.RINGING, "device_left"): _device_left,
     (CallState.ANSWERED, "hangup"): _answered_hangup,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from voice.sip.message import (
     Refusal,
     SipError,
     SipMessage,
+    SipUri,
     application_refusal,
     best_effort_response,
     info_dtmf,
@@ -55,6 +57,19 @@ class Dialog:
     peer: tuple[str, int]
     target: Any
     created: float = field(default_factory=time.monotonic)
+    from_: str | None = None  # outbound: the caller's From, put on every request we pass out
+
+
+@dataclass(frozen=True)
+class Dial:
+    """What the front needs to send out a call a worker dialled."""
+
+    uri: SipUri  # where it goes
+    from_: str  # who calls, as a From value without tag: `"Alice" <sip:alice@host>`
+    target: Any  # kept in the dialog (for the service)
+
+
+DialLookup = Callable[[WorkerHandle, int, str], "Dial | None"]  # worker, key, Call-ID
 
 
 class RateLimiter:
@@ -97,6 +112,7 @@ class SipFront(asyncio.DatagramProtocol):
         self.pending: set[str] = set()  # Call-IDs being routed
         self.limiter = RateLimiter(rate, burst)
         self.on_dtmf: Callable[[str, str], None] | None = None  # (Call-ID, key) from SIP INFO
+        self.on_dial: DialLookup | None = None  # outbound calls: the worker's dial -> Dial
         self.stats = {"received": 0, "malformed": 0, "refused": 0, "limited": 0, "forwarded": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -247,15 +263,59 @@ class SipFront(asyncio.DatagramProtocol):
             return
         dialog = self.dialogs.get(message.call_id)
         if dialog is None:
+            if message.is_request and message.method == "INVITE":
+                self._spawn(self._dial_out(message, worker))
             return
         if message.is_request:
             self._drop_our_routes(message)
+            if dialog.from_ is not None:
+                self._set_from(message, dialog.from_)
             message.prepend("Via", f"SIP/2.0/UDP {self._public()};branch={self._branch(message)}")
         else:
             top = message.pop_first("Via")
             if top is None or not self._is_ours(top):
                 return
         self._send(message.to_bytes(), dialog.peer)
+
+    async def _dial_out(self, message: SipMessage, worker: WorkerHandle) -> None:
+        """A worker's outbound INVITE: addressed to us, with the parent's dial key. It goes
+        to the dialled URI with the caller's From and our Record-Route, so the rest of the
+        dialog passes here too."""
+        key = (message.get("X-Chorus-Dial") or "").strip()
+        message.remove("X-Chorus-Dial")
+        dial = None
+        if key.isdigit() and self.on_dial is not None:
+            dial = self.on_dial(worker, int(key), message.call_id)
+        if dial is None:
+            self._send(response_to(message, 403, "Not A Dial").to_bytes(), worker.address)
+            return
+        host, port = dial.uri.host.strip("[]"), dial.uri.port or 5060
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
+            address = infos[0][4][:2]
+        except (OSError, IndexError):
+            log.info("dialling %s: cannot resolve %s", dial.uri, host)
+            self._send(response_to(message, 404, "Host Not Found").to_bytes(), worker.address)
+            return
+        message.uri = dial.uri
+        self._drop_our_routes(message)
+        self._set_from(message, dial.from_)
+        max_forwards = message.max_forwards
+        message.set("Max-Forwards", str((max_forwards if max_forwards is not None else 70) - 1))
+        message.prepend("Record-Route", f"<sip:{self.public_host}:{self.port};lr>")
+        message.prepend("Via", f"SIP/2.0/UDP {self._public()};branch={self._branch(message)}")
+        self.dialogs[message.call_id] = Dialog(worker, address, dial.target, from_=dial.from_)
+        self.stats["dialled"] = self.stats.get("dialled", 0) + 1
+        self._send(message.to_bytes(), address)
+
+    @staticmethod
+    def _set_from(message: SipMessage, from_: str) -> None:
+        """The caller's From in place of the worker's, keeping the worker's tag (the dialog's
+        identity: RFC 3261 12, a From URI may differ between requests of one dialog)."""
+        tag = message.from_.tag
+        message.set("From", f"{from_};tag={tag}" if tag else from_)
 
     def _drop_our_routes(self, message: SipMessage) -> None:
         while True:

@@ -37,6 +37,21 @@ END_STATUS = {
 }
 
 
+# How a SIP final refusal of a call we dialled reads in the call's history.
+REFUSAL_REASON = {
+    486: "busy",
+    600: "busy",
+    603: "declined",
+    408: "no_answer",
+    480: "unreachable",
+    404: "unreachable",
+    410: "unreachable",
+    484: "unreachable",
+    604: "unreachable",
+    487: "cancelled",
+}
+
+
 class SipLeg:
     def __init__(
         self,
@@ -47,7 +62,12 @@ class SipLeg:
         *,
         end_reason: Callable[[], Awaitable[str | None]] | None = None,
         on_released: Callable[[SipLeg], None] | None = None,
+        outbound: bool = False,
     ) -> None:
+        self.outbound = outbound  # we dialled the SIP party (it answers, not us)
+        self.on_progress: Callable[[int], None] | None = None  # 180, 183 (outbound)
+        self.on_answered: Callable[[], None] | None = None  # the SIP party answered (outbound)
+        self.final_status = 0  # how the SIP side ended (e.g. 486), once it has
         self.worker = worker
         self.key = key
         self.sip_call_id = sip_call_id
@@ -113,6 +133,8 @@ class SipLeg:
         self.worker.send_json({"t": "ring", "k": self.key, "early": early_media})
 
     def answer(self) -> None:
+        if self.outbound:
+            return  # the far end answers an outbound call; bridging changes nothing there
         if not self.answered and not self.ended:
             self.answered = True
             self.worker.send_json({"t": "answer", "k": self.key})
@@ -174,7 +196,7 @@ class SipLeg:
         self.relay_to(None)
         if self.ended:
             return
-        if self.answered:
+        if self.answered or self.outbound:  # BYE, or CANCEL while it rings
             self.ended = True
             self.worker.send_json({"t": "hangup", "k": self.key})
             self._released()
@@ -202,6 +224,20 @@ class SipLeg:
     def media_ready(self) -> None:
         self.media.set()
 
+    @property
+    def refusal_reason(self) -> str:
+        """Why the SIP party never answered, from its final status."""
+        return REFUSAL_REASON.get(self.final_status, "failed")
+
+    def progress_from_worker(self, status: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(status)
+
+    def answered_by_worker(self) -> None:
+        self.answered = True
+        if self.on_answered is not None:
+            self.on_answered()
+
     def dtmf_from_worker(self, digit: str) -> None:
         if self.on_dtmf is not None:
             self.on_dtmf(digit)
@@ -209,6 +245,7 @@ class SipLeg:
     def ended_by_worker(self, status: int, reason: str) -> None:
         """The SIP side ended (BYE or CANCEL from the party, or our own final answer)."""
         was_ended, self.ended = self.ended, True
+        self.final_status = status
         self._released()
         if not was_ended and not self._closing:
             log.info("[%s] SIP side ended: %d %s", self.label, status, reason)

@@ -189,11 +189,23 @@ class SipCall(pj.Call):
         self.bridge: Bridge | None = None
         self.media: Any = None
         self.ended = False
+        self.outbound = False  # we dialled it (an app user calling a SIP address)
+        self.progress = 0  # the last provisional status told to the parent (outbound)
+        self.confirmed = False
         # what to play or relay once media is up (commands may come before the SDP does)
         self.pending: tuple[np.ndarray | None, bool, bool] | None = None
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
+        if self.outbound and not self.ended:
+            if info.state == pj.PJSIP_INV_STATE_EARLY and info.lastStatusCode != self.progress:
+                self.progress = info.lastStatusCode
+                self.worker.parent.send_json(
+                    {"t": "progress", "k": self.key, "status": info.lastStatusCode}
+                )
+            elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
+                self.confirmed = True
+                self.worker.parent.send_json({"t": "answered", "k": self.key})
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
             self.worker.call_ended(self, info.lastStatusCode, info.lastReason)
@@ -339,6 +351,9 @@ class Worker:
         if kind == "stop":
             self.running = False
             return
+        if kind == "dial":
+            self._dial(int(message["k"]), str(message["uri"]))
+            return
         call = self.calls.get(int(message.get("k", 0)))
         if call is None or call.ended:
             return
@@ -383,6 +398,29 @@ class Worker:
                 call.dialDtmf(str(message.get("digits", "")))
         except pj.Error as exc:
             log.warning("call %d: %s failed: %s", call.key, kind, exc.info())
+
+    def _dial(self, key: int, uri: str) -> None:
+        """An outbound call. It is sent to the SIP front (the target URI), which routes it to
+        `uri` and records the route, so the whole dialog passes the front like inbound ones;
+        X-Chorus-Dial tells the front which of the parent's dials this is."""
+        with self.lock:
+            call = SipCall(self, self.account, pj.PJSUA_INVALID_ID, key)
+            call.outbound = True
+            self.calls[key] = call
+        prm = pj.CallOpParam(True)
+        prm.txOption.targetUri = f"sip:{self.config['sip_host']}:{self.config['front_port']}"
+        header = pj.SipHeader()
+        header.hName = "X-Chorus-Dial"
+        header.hValue = str(key)
+        prm.txOption.headers.append(header)
+        try:
+            call.makeCall(uri, prm)
+        except pj.Error as exc:
+            with self.lock:
+                self.calls.pop(key, None)
+            call.ended = True
+            self.graveyard.append(call)
+            self.parent.send_json({"t": "ended", "k": key, "status": 400, "reason": exc.reason})
 
     def audio(self, key: int, payload: bytes) -> None:
         call = self.calls.get(key)

@@ -38,6 +38,7 @@ class WorkerConfig:
     rtp_port_max: int
     bitrate: int = 32000
     log_level: str = "WARNING"
+    front_port: int = 0  # where workers send the calls they dial (set once the front listens)
 
 
 class WorkerHandle:
@@ -83,6 +84,7 @@ class WorkerHandle:
             "rtp_port_max": ports[1],
             "bitrate": config.bitrate,
             "log_level": config.log_level,
+            "front_port": config.front_port,
         }
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -173,6 +175,10 @@ class WorkerHandle:
             return
         if kind == "media":
             leg.media_ready()
+        elif kind == "progress":
+            leg.progress_from_worker(int(message.get("status") or 0))
+        elif kind == "answered":
+            leg.answered_by_worker()
         elif kind == "dtmf":
             leg.dtmf_from_worker(str(message.get("digit", "")))
         elif kind == "ended":

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice.calls.controller import CallController
-from voice.errors import ChorusError
+from voice.errors import BadRequest, ChorusError, Unavailable
 from voice.ports import RoomDoor
-from voice.sip.front import Route, SipFront
+from voice.sip.front import Dial, Route, SipFront
 from voice.sip.leg import SipLeg
-from voice.sip.message import Refusal, SipError, SipMessage, parse_name_addr
+from voice.sip.message import Refusal, SipError, SipMessage, parse_name_addr, parse_uri
 from voice.sip.pool import SipPool, WorkerConfig, WorkerHandle
 
 log = logging.getLogger("chorus.sip")
@@ -34,6 +34,9 @@ class SipConfig:
     rate_per_source: float = 50.0
     pin_tries: int = 3  # PINs a SIP caller may type in one call before being hung up on
     pin_timeout_s: float = 15.0  # for the first key, and between keys
+
+
+FIRST_DIAL_KEY = 60001
 
 
 class SipService:
@@ -66,6 +69,9 @@ class SipService:
             burst=config.rate_per_source * 4,
         )
         self.front.on_dtmf = self._info_dtmf
+        self.front.on_dial = self._dial_for
+        self._dials: dict[tuple[int, int], tuple[Dial, SipLeg]] = {}
+        self._next_dial = FIRST_DIAL_KEY
         self.legs: set[SipLeg] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -75,6 +81,7 @@ class SipService:
 
     async def start(self) -> None:
         await self.front.listen(self.config.host, self.config.port)
+        self.pool.config.front_port = self.front.port
         await self.pool.start()
         log.info(
             "SIP on udp:%s:%d (%d worker(s) ready)",
@@ -89,6 +96,51 @@ class SipService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.close()
+
+    # -- calling out ---------------------------------------------------------------------------
+
+    def dials(self, destination: str) -> bool:
+        return destination.startswith("sip:")
+
+    async def dial(
+        self, destination: str, *, caller: str, display: str | None, label: str
+    ) -> SipLeg:
+        """An app user calls a SIP address: a worker dials it through the front."""
+        try:
+            uri = parse_uri(destination, allow_headers=False)
+        except SipError as exc:
+            raise BadRequest(f"not a SIP address: {exc.reason}", code="bad_address") from exc
+        if not uri.is_sip or not uri.host or uri.scheme != "sip":
+            raise BadRequest("call a sip:user@host address", code="bad_address")
+        worker = await self.pool.reserve()
+        if worker is None:
+            raise Unavailable("every SIP line is busy, try again shortly", code="sip_busy")
+        self.pool.unreserve(worker)  # the dial takes the slot now
+        key = self._dial_key(worker)
+        leg = SipLeg(worker, key, "", label, on_released=self._released, outbound=True)
+        worker.calls[key] = leg
+        self.legs.add(leg)
+        shown = "".join(c for c in (display or caller) if c.isprintable() and c not in '"\\')
+        from_ = f'"{shown}" <sip:{caller}@{self.config.public_host}:{self.port}>'
+        self._dials[(worker.index, key)] = (Dial(uri, from_, ("outbound", key)), leg)
+        worker.send_json({"t": "dial", "k": key, "uri": str(uri)})
+        return leg
+
+    def _dial_key(self, worker: WorkerHandle) -> int:
+        """Keys of dialled calls stay above the worker's own (1-60000) and fit 16 bits."""
+        while True:
+            key = self._next_dial
+            self._next_dial = key + 1 if key < 65535 else FIRST_DIAL_KEY
+            if key not in worker.calls:
+                return key
+
+    def _dial_for(self, worker: WorkerHandle, key: int, sip_call_id: str) -> Dial | None:
+        found = self._dials.pop((worker.index, key), None)
+        if found is None:
+            return None
+        dial, leg = found
+        leg.sip_call_id = sip_call_id
+        return dial
 
     # -- routing a new INVITE (in the front, before any worker sees it) ------------------------
 
@@ -210,6 +262,7 @@ class SipService:
 
     def _released(self, leg: SipLeg) -> None:
         self.legs.discard(leg)
+        self._dials.pop((leg.worker.index, leg.key), None)
         self.front.forget_later(leg.sip_call_id)
 
     def _spawn(self, coro: Any) -> None:
