@@ -88,9 +88,7 @@ class Dialer(Protocol):
         """True for destinations it calls (`sip:` URIs)."""
         ...
 
-    async def dial(
-        self, destination: str, *, caller: str, display: str | None, label: str
-    ) -> Any:
+    async def dial(self, destination: str, *, caller: str, display: str | None, label: str) -> Any:
         """Start the call; returns its leg at once (ringing), or raises a ChorusError
         (bad address, no free line). The leg reports `on_progress(status)`, `on_answered()`,
         `on_closed(reason)` with `refusal_reason` telling why it never answered."""
