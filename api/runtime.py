@@ -31,6 +31,7 @@ from voice.metrics import Metrics
 from voice.nodes import NodeBeat, new_node_id
 from voice.rtp import RtpPorts
 from voice.settings import Settings
+from voice.sip.registrar import Registrar
 from voice.sip.service import SipConfig, SipService
 from voice.store import Store
 from voice.webrtc import WebRtcConfig, WebRtcLeg, configure_host_candidates
@@ -127,7 +128,8 @@ class Runtime:
                 log.warning("closed %d call records left open by an earlier run", stale)
         rooms = _rooms(settings, bus, nodes.node_id)
         metrics.observe(rooms.engine.readings)
-        sip = await _sip(settings, calls, RoomDoor(rooms, speaker))
+        registrar = Registrar(store, bus, await store.shared_secret("sip_nonce_key"))
+        sip = await _sip(settings, calls, RoomDoor(rooms, speaker), registrar)
         calls.dialer = sip  # app users call sip: addresses when SIP is on
         nodes.sweepers += [calls.sweep, rooms.sweep]
         await nodes.start()
@@ -185,7 +187,9 @@ class RoomDoor:
         return await self.speaker.say(DOOR_PROMPTS[name], "en")
 
 
-async def _sip(settings: Settings, calls: CallController, rooms: RoomDoor) -> SipService | None:
+async def _sip(
+    settings: Settings, calls: CallController, rooms: RoomDoor, registrar: Registrar
+) -> SipService | None:
     """SIP on `sip_port` (0: off), carried by a pool of pjsua2 worker processes."""
     if not settings.sip_port:
         return None
@@ -205,6 +209,7 @@ async def _sip(settings: Settings, calls: CallController, rooms: RoomDoor) -> Si
         ),
         calls,
         rooms,
+        registrar,
     )
     try:
         await sip.start()

@@ -41,7 +41,14 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 class Baresip:
     """One baresip process dialling `uri`, saying a sine, dumping what it hears."""
 
-    def __init__(self, workdir: Path, freq: float, seconds: float, codec: str = "PCMU") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        freq: float,
+        seconds: float,
+        codec: str = "PCMU",
+        account: str | None = None,
+    ) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_udp_port()
@@ -60,9 +67,10 @@ class Baresip:
             "module_app account.so\nmodule_app menu.so\n"
             f"snd_path {self.dir}\n"
         )
-        (self.dir / "accounts").write_text(
-            f"<sip:tester@127.0.0.1:{self.port}>;regint=0;audio_codecs={codec}\n"
-        )
+        # `account` registers (e.g. "<sip:bob@host:port>;auth_pass=...;regint=60"); by default
+        # baresip only dials.
+        line = account or f"<sip:tester@127.0.0.1:{self.port}>;regint=0"
+        (self.dir / "accounts").write_text(f"{line};audio_codecs={codec}\n")
         self.process: asyncio.subprocess.Process | None = None
 
     @staticmethod
@@ -70,13 +78,16 @@ class Baresip:
         return shutil.which("baresip") is not None
 
     async def dial(self, uri: str, timeout_s: float = 20) -> None:
+        await self.run(timeout_s, "-e", f"/dial {uri}")
+
+    async def run(self, timeout_s: float, *commands: str) -> None:
+        """Start baresip (registering its account, if it has one), running `commands`."""
         log = (self.dir / "out.log").open("wb")
         self.process = await asyncio.create_subprocess_exec(
             "baresip",
             "-f",
             str(self.dir),
-            "-e",
-            f"/dial {uri}",
+            *commands,
             "-t",
             str(int(timeout_s)),
             stdin=asyncio.subprocess.DEVNULL,

@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from voice.errors import BadRequest, Unauthorized
+from voice.sip import digest
 from voice.store import Store, UserInfo
 
 USERNAME = re.compile(r"^[\w.-]{2,32}$")
@@ -74,13 +75,15 @@ class Accounts:
             )
         e164 = normalise_phone(phone) if phone else None
         password_hash = await asyncio.to_thread(_HASHER.hash, password)
-        return await self.store.create_user(
+        user = await self.store.create_user(
             uuid.uuid4().hex,
             username,
             (display_name or username).strip()[:128],
             password_hash,
             e164,
         )
+        await self.store.set_sip_ha1(user.id, digest.ha1(username, password))
+        return user
 
     async def log_in(self, username: str, password: str) -> Session:
         found = await self.store.password_hash(username)
@@ -89,6 +92,8 @@ class Accounts:
         if not ok or found is None:
             raise Unauthorized("wrong username or password", code="bad_credentials")
         user = found[0]
+        # Users from before SIP registration get their phone credentials on their next login.
+        await self.store.set_sip_ha1(user.id, digest.ha1(username, password))
         expires = int(time.time()) + self._ttl
         token = jwt.encode(
             {"sub": user.id, "exp": expires, "jti": secrets.token_hex(8)}, self._key, "HS256"

@@ -93,3 +93,11 @@ class Dialer(Protocol):
         (bad address, no free line). The leg reports `on_progress(status)`, `on_answered()`,
         `on_closed(reason)` with `refusal_reason` telling why it never answered."""
         ...
+
+    async def phones(self, user_id: str) -> dict[str, Any]:
+        """The user's registered desk phones (device id -> binding), rung with the app."""
+        ...
+
+    async def dial_phone(self, phone: Any, *, caller: str, display: str | None, label: str) -> Any:
+        """Ring one registered phone; a leg like `dial`'s."""
+        ...

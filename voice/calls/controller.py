@@ -100,6 +100,9 @@ class CallController:
         self.clock = clock
         self._new_leg = legs
         self._legs: dict[str, dict[m.Party, Leg]] = {}
+        # Registered desk phones of a call's callee (device -> binding) and those ringing.
+        self._phones: dict[str, dict[str, Any]] = {}
+        self._ringing_phones: dict[str, dict[str, Any]] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -203,6 +206,60 @@ class CallController:
             CallLog(log, {"call_id": call_id}).info("far end: %s", what)
             await self._step(live, event)
 
+    async def _ring_phone(self, live: LiveCall, device: str) -> None:
+        """One of the callee's desk phones rings: a SIP call to it, forked with the app."""
+        assert self.dialer is not None
+        call_id = live.call.call_id
+        phone = self._phones.get(call_id, {}).get(device)
+        if phone is None:
+            return
+        try:
+            leg = await self.dialer.dial_phone(
+                phone, caller=live.from_, display=live.from_display, label=f"call={call_id}"
+            )
+        except ChorusError as exc:
+            CallLog(log, {"call_id": call_id}).warning("phone %s not rung: %s", device, exc)
+            return
+        # Before taking the lock: a phone that answers at once must not be missed (the
+        # handlers queue on the lock behind this task).
+        leg.on_answered = lambda: self._spawn(self._phone_answered(call_id, device))
+        leg.on_closed = lambda reason: self._spawn(self._phone_gone(call_id, device))
+        async with self._lock(call_id):
+            current = await self.registry.get(call_id)
+            if current is None or current.call.state is not m.CallState.RINGING:
+                self._spawn(leg.close())
+                return
+            self._ringing_phones.setdefault(call_id, {})[device] = leg
+
+    async def _phone_answered(self, call_id: str, device: str) -> None:
+        async with self._lock(call_id):
+            leg = self._ringing_phones.get(call_id, {}).pop(device, None)
+            live = await self.registry.get(call_id)
+            if leg is None:
+                return
+            if (
+                live is None
+                or live.call.state is not m.CallState.RINGING
+                or not (await self.registry.claim_answer(call_id, device))
+            ):
+                self._spawn(leg.close())  # another device was first: BYE
+                return
+            self._legs.setdefault(call_id, {})[m.Party.CALLEE] = leg
+            self._watch(call_id, m.Party.CALLEE, leg)
+            await self._step(live, m.Answer(m.Party.CALLEE, device, live.call.callee))
+
+    async def _phone_gone(self, call_id: str, device: str) -> None:
+        """A ringing phone refused (603 declines the call, like the app's Decline) or
+        dropped out (busy, offline): the other devices ring on."""
+        async with self._lock(call_id):
+            leg = self._ringing_phones.get(call_id, {}).pop(device, None)
+            live = await self.registry.get(call_id)
+            if leg is None or live is None or live.call.state is not m.CallState.RINGING:
+                return
+            declined = leg.refusal_reason == m.EndReason.DECLINED.value
+            event = m.Decline(m.Party.CALLEE) if declined else m.DeviceLeft(device)
+            await self._step(live, event)
+
     async def _destination(self, to: str, caller: UserInfo | None) -> UserInfo | None:
         """The user called, or None for a service destination (checked to exist)."""
         if self.desk is not None and self.desk.handles(to):
@@ -223,6 +280,10 @@ class CallController:
     ) -> LiveCall:
         self._legs[call_id] = {m.Party.CALLER: leg}
         try:
+            phones = {}
+            if callee is not None and self.dialer is not None:
+                phones = await self.dialer.phones(callee.id)  # registered desk phones
+                self._phones[call_id] = phones
             if callee is None:
                 call, commands = m.place_service(call_id, caller_id, to, now=self.clock())
             else:
@@ -230,7 +291,7 @@ class CallController:
                     call_id,
                     caller_id,
                     callee.id,
-                    devices=await self.presence.devices(callee.id),
+                    devices=await self.presence.devices(callee.id) | set(phones),
                     callee_busy=await self.registry.in_answered_call(callee.id),
                     now=self.clock(),
                     no_answer_s=self.no_answer_s,
@@ -531,14 +592,23 @@ class CallController:
             await self._carry_out(live, command)
         if call.state is m.CallState.ENDED:
             self._locks.pop(call.call_id, None)
+            self._phones.pop(call.call_id, None)
+            for phone_leg in self._ringing_phones.pop(call.call_id, {}).values():
+                self._spawn(phone_leg.close())
             await self.registry.release_claim(call.call_id)
 
     async def _carry_out(self, live: LiveCall, command: m.Command) -> None:
         call = live.call
         legs = self._legs.get(call.call_id, {})
         match command:
+            case m.Ring(device) if device in self._phones.get(call.call_id, {}):
+                self._spawn(self._ring_phone(live, device))
             case m.Ring(device):
                 await self.bus.publish(f"device:{device}", _incoming(live))
+            case m.StopRinging(device, reason) if device in self._phones.get(call.call_id, {}):
+                phone_leg = self._ringing_phones.get(call.call_id, {}).pop(device, None)
+                if phone_leg is not None:
+                    self._spawn(phone_leg.close())  # CANCEL
             case m.StopRinging(device, reason):
                 ended = {"type": "call.state", "call_id": call.call_id, "state": "ended"}
                 await self.bus.publish(f"device:{device}", {**ended, "reason": reason.value})

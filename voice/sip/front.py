@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from voice.errors import ChorusError
 from voice.sip.message import (
     Refusal,
     SipError,
@@ -67,8 +68,13 @@ class Dial:
     uri: SipUri  # where it goes
     from_: str  # who calls, as a From value without tag: `"Alice" <sip:alice@host>`
     target: Any  # kept in the dialog (for the service)
+    address: tuple[str, int] | None = None  # send there, not to the URI's host (a phone)
 
 
+Registrar = Callable[
+    [SipMessage, tuple[str, int]],
+    Awaitable[tuple[int, str | None, tuple[tuple[str, str], ...]]],
+]
 DialLookup = Callable[[WorkerHandle, int, str], "Dial | None"]  # worker, key, Call-ID
 
 
@@ -113,6 +119,7 @@ class SipFront(asyncio.DatagramProtocol):
         self.limiter = RateLimiter(rate, burst)
         self.on_dtmf: Callable[[str, str], None] | None = None  # (Call-ID, key) from SIP INFO
         self.on_dial: DialLookup | None = None  # outbound calls: the worker's dial -> Dial
+        self.registrar: Registrar | None = None  # answers REGISTER (desk phones)
         self.stats = {"received": 0, "malformed": 0, "refused": 0, "limited": 0, "forwarded": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -196,8 +203,10 @@ class SipFront(asyncio.DatagramProtocol):
             )
         elif method == "ACK":
             return
+        elif method == "REGISTER" and self.registrar is not None:
+            self._spawn(self._register(message, addr))
         elif method == "REGISTER":
-            self._answer(message, addr, 501, "Registration Not Supported Yet")
+            self._answer(message, addr, 501, "Registration Not Offered Here")
         elif method in ("CANCEL", "BYE", "INFO", "UPDATE", "INVITE", "PRACK"):
             self._answer(message, addr, 481)
         else:
@@ -222,6 +231,20 @@ class SipFront(asyncio.DatagramProtocol):
             self._answer(message, addr, 500)
         finally:
             self.pending.discard(call_id)
+
+    async def _register(self, message: SipMessage, addr: tuple[str, int]) -> None:
+        assert self.registrar is not None
+        try:
+            status, reason, headers = await self.registrar(message, addr)
+        except SipError as exc:
+            status, reason, headers = exc.status, exc.reason, ()
+        except ChorusError as exc:  # the store or the bus is down: the phone retries
+            status, reason, headers = 503, None, (("Retry-After", "30"),)
+            log.warning("REGISTER: %s", exc.message)
+        except Exception:
+            log.exception("REGISTER failed")
+            status, reason, headers = 500, None, ()
+        self._answer(message, addr, status, reason, headers)
 
     def _response_from_outside(self, message: SipMessage) -> None:
         """A response to a request a worker sent (e.g. 200 for its BYE)."""
@@ -290,15 +313,18 @@ class SipFront(asyncio.DatagramProtocol):
             self._send(response_to(message, 403, "Not A Dial").to_bytes(), worker.address)
             return
         host, port = dial.uri.host.strip("[]"), dial.uri.port or 5060
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-            )
-            address = infos[0][4][:2]
-        except (OSError, IndexError):
-            log.info("dialling %s: cannot resolve %s", dial.uri, host)
-            self._send(response_to(message, 404, "Host Not Found").to_bytes(), worker.address)
-            return
+        address = dial.address
+        if address is None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+                )
+                address = infos[0][4][:2]
+            except (OSError, IndexError):
+                log.info("dialling %s: cannot resolve %s", dial.uri, host)
+                answer = response_to(message, 404, "Host Not Found")
+                self._send(answer.to_bytes(), worker.address)
+                return
         message.uri = dial.uri
         self._drop_our_routes(message)
         self._set_from(message, dial.from_)

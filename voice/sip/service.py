@@ -14,8 +14,16 @@ from voice.errors import BadRequest, ChorusError, Unavailable
 from voice.ports import RoomDoor
 from voice.sip.front import Dial, Route, SipFront
 from voice.sip.leg import SipLeg
-from voice.sip.message import Refusal, SipError, SipMessage, parse_name_addr, parse_uri
+from voice.sip.message import (
+    Refusal,
+    SipError,
+    SipMessage,
+    SipUri,
+    parse_name_addr,
+    parse_uri,
+)
 from voice.sip.pool import SipPool, WorkerConfig, WorkerHandle
+from voice.sip.registrar import Binding, Registrar
 
 log = logging.getLogger("chorus.sip")
 
@@ -41,11 +49,16 @@ FIRST_DIAL_KEY = 60001
 
 class SipService:
     def __init__(
-        self, config: SipConfig, calls: CallController, rooms: RoomDoor | None = None
+        self,
+        config: SipConfig,
+        calls: CallController,
+        rooms: RoomDoor | None = None,
+        registrar: Registrar | None = None,
     ) -> None:
         self.config = config
         self.calls = calls
         self.rooms = rooms
+        self.registrar = registrar
         self.pool = SipPool(
             WorkerConfig(
                 sip_host="127.0.0.1",
@@ -70,6 +83,7 @@ class SipService:
         )
         self.front.on_dtmf = self._info_dtmf
         self.front.on_dial = self._dial_for
+        self.front.registrar = registrar.register if registrar is not None else None
         self._dials: dict[tuple[int, int], tuple[Dial, SipLeg]] = {}
         self._next_dial = FIRST_DIAL_KEY
         self.legs: set[SipLeg] = set()
@@ -112,6 +126,28 @@ class SipService:
             raise BadRequest(f"not a SIP address: {exc.reason}", code="bad_address") from exc
         if not uri.is_sip or not uri.host or uri.scheme != "sip":
             raise BadRequest("call a sip:user@host address", code="bad_address")
+        return await self._dial(uri, self._from(caller, display), label)
+
+    async def phones(self, user_id: str) -> dict[str, Binding]:
+        """The user's registered desk phones, by device id."""
+        return {} if self.registrar is None else await self.registrar.phones(user_id)
+
+    async def dial_phone(
+        self, phone: Binding, *, caller: str, display: str | None, label: str
+    ) -> SipLeg:
+        """Ring a registered phone, at the address its REGISTER came from."""
+        return await self._dial(phone.contact, self._from(caller, display), label, phone.address)
+
+    def _from(self, caller: str, display: str | None) -> str:
+        """A From for `caller` (an app username, or the URI of a SIP caller)."""
+        shown = "".join(c for c in (display or caller) if c.isprintable() and c not in '"\\')
+        if caller.startswith("sip:"):
+            return f'"{shown}" <{caller}>'
+        return f'"{shown}" <sip:{caller}@{self.config.public_host}:{self.port}>'
+
+    async def _dial(
+        self, uri: SipUri, from_: str, label: str, address: tuple[str, int] | None = None
+    ) -> SipLeg:
         worker = await self.pool.reserve()
         if worker is None:
             raise Unavailable("every SIP line is busy, try again shortly", code="sip_busy")
@@ -120,9 +156,7 @@ class SipService:
         leg = SipLeg(worker, key, "", label, on_released=self._released, outbound=True)
         worker.calls[key] = leg
         self.legs.add(leg)
-        shown = "".join(c for c in (display or caller) if c.isprintable() and c not in '"\\')
-        from_ = f'"{shown}" <sip:{caller}@{self.config.public_host}:{self.port}>'
-        self._dials[(worker.index, key)] = (Dial(uri, from_, ("outbound", key)), leg)
+        self._dials[(worker.index, key)] = (Dial(uri, from_, ("outbound", key), address), leg)
         worker.send_json({"t": "dial", "k": key, "uri": str(uri)})
         return leg
 

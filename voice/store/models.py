@@ -21,6 +21,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(20), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # MD5(username:realm:password) for SIP digest (REGISTER); set when the password is used
+    sip_ha1: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Contact(Base):

@@ -127,6 +127,17 @@ class Store:
             row = await session.scalar(select(User).where(User.username == username))
             return (UserInfo.of(row), row.password_hash) if row else None
 
+    async def set_sip_ha1(self, user_id: str, ha1: str) -> None:
+        async with self.session() as session:
+            row = await session.get(User, user_id)
+            if row is not None and row.sip_ha1 != ha1:
+                row.sip_ha1 = ha1
+
+    async def sip_ha1(self, username: str) -> tuple[UserInfo, str | None] | None:
+        async with self.session() as session:
+            row = await session.scalar(select(User).where(User.username == username))
+            return (UserInfo.of(row), row.sip_ha1) if row else None
+
     async def update_user(
         self, user_id: str, *, display_name: str | None = None, phone: str | None = None
     ) -> UserInfo:
