@@ -206,6 +206,7 @@ async def _sip(
             spare_calls=settings.sip_spare_calls,
             bitrate=settings.opus_bitrate,
             rate_per_source=settings.sip_rate_per_source,
+            guests=settings.sip_guests,
         ),
         calls,
         rooms,

@@ -24,6 +24,12 @@ class UserUpdate(Request):
     phone: str | None = Field(None, max_length=32, description="E.164 or local; '' removes it")
 
 
+class SipPassword(Request):
+    password: str | None = Field(
+        max_length=256, description="what desk phones register with; null turns it off"
+    )
+
+
 class UserPublic(BaseModel):
     id: str
     username: str

@@ -82,7 +82,6 @@ class Accounts:
             password_hash,
             e164,
         )
-        await self.store.set_sip_ha1(user.id, digest.ha1(username, password))
         return user
 
     async def log_in(self, username: str, password: str) -> Session:
@@ -92,13 +91,21 @@ class Accounts:
         if not ok or found is None:
             raise Unauthorized("wrong username or password", code="bad_credentials")
         user = found[0]
-        # Users from before SIP registration get their phone credentials on their next login.
-        await self.store.set_sip_ha1(user.id, digest.ha1(username, password))
         expires = int(time.time()) + self._ttl
         token = jwt.encode(
             {"sub": user.id, "exp": expires, "jti": secrets.token_hex(8)}, self._key, "HS256"
         )
         return Session(token, datetime.fromtimestamp(expires, UTC), user)
+
+    async def set_sip_password(self, user: UserInfo, password: str | None) -> None:
+        """The password the user's desk phones register with (SIP digest), separate from the
+        app password: it sits in phones' settings. None turns phone registration off."""
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise BadRequest(
+                f"passwords need at least {MIN_PASSWORD} characters", code="weak_password"
+            )
+        ha1 = digest.ha1(user.username, password) if password is not None else None
+        await self.store.set_sip_ha1(user.id, ha1)
 
     async def user_for_token(self, token: str) -> UserInfo:
         try:

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     sip_rate_per_source: float = Field(
         50.0, gt=0, description="SIP messages a second accepted from one address (bursts 4x)"
     )
+    sip_guests: bool = Field(
+        True,
+        description="SIP callers without credentials may reach rooms and hotlines (users: never)",
+    )
 
     @field_validator("region")
     @classmethod

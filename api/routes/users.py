@@ -3,7 +3,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import Credentials, CurrentUser, RuntimeDep, is_admin
-from api.schemas import SessionCreate, SessionPublic, UserCreate, UserPublic, UserUpdate
+from api.schemas import (
+    Ok,
+    SessionCreate,
+    SessionPublic,
+    SipPassword,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 from voice.accounts import normalise_phone
 from voice.errors import Forbidden
 from voice.store import UserInfo
@@ -48,3 +56,10 @@ async def update_me(body: UserUpdate, user: CurrentUser, runtime: RuntimeDep) ->
         phone = normalise_phone(body.phone) if body.phone else ""
     updated = await runtime.store.update_user(user.id, display_name=body.display_name, phone=phone)
     return public(updated)
+
+
+@router.put("/me/sip-password", response_model=Ok)
+async def set_sip_password(body: SipPassword, user: CurrentUser, runtime: RuntimeDep) -> Ok:
+    """Desk phones and softphones register as `sip:<username>@<server>` with this password."""
+    await runtime.accounts.set_sip_password(user, body.password)
+    return Ok()

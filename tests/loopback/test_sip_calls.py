@@ -7,7 +7,7 @@ import asyncio
 
 from tests.audio import band_energy
 from tests.peers import SinePeer
-from tests.sip_peers import Baresip, free_udp_port
+from tests.sip_peers import Baresip, account, free_udp_port
 
 
 async def test_a_sip_phone_calls_an_app_user_and_both_hear_each_other(start_service, tmp_path):
@@ -15,12 +15,16 @@ async def test_a_sip_phone_calls_an_app_user_and_both_hear_each_other(start_serv
     async with start_service(sip_port=sip_port) as svc:
         bob = await svc.client().sign_up("bob")
         device = await bob.events()
-        phone = Baresip(tmp_path / "baresip", freq=500, seconds=12)
+        alice = await svc.client().sign_up("alice", display_name="Alice Li")
+        await alice.ok("PUT", "/v1/me/sip-password", json={"password": "alice-desk-pw"})
+        line = account("alice", "alice-desk-pw", sip_port)
+        phone = Baresip(tmp_path / "baresip", freq=500, seconds=12, account=line)
         await phone.dial(f"sip:bob@127.0.0.1:{sip_port}")
         peer = SinePeer(880)
         try:
             incoming = await device.next("call.incoming", timeout=15)
-            assert incoming["from"].startswith("sip:tester@127.0.0.1")
+            # Her desk phone answered our challenge with her SIP password: it calls as her.
+            assert incoming["from"] == "alice" and incoming["from_display"] == "Alice Li"
             assert incoming["to"] == "bob"
             call_id = incoming["call_id"]
             await asyncio.sleep(1.0)  # the phone hears our ringback as early media meanwhile
@@ -44,7 +48,7 @@ async def test_a_sip_phone_calls_an_app_user_and_both_hear_each_other(start_serv
             assert band_energy(heard[:rate], rate, 450, 60) > 0.3
             view = await bob.ok("GET", f"/v1/calls/{call_id}")
             assert view["state"] == "ended" and view["reason"] == "completed"
-            assert view["from"].startswith("sip:tester@")
+            assert view["from"] == "alice"
         finally:
             await peer.close()
             await phone.stop()

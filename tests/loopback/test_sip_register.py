@@ -9,7 +9,7 @@ import uuid
 
 from tests.audio import band_energy
 from tests.peers import SinePeer
-from tests.sip_peers import Baresip, free_udp_port
+from tests.sip_peers import Baresip, account, free_udp_port
 from voice.sip import digest
 
 
@@ -63,6 +63,7 @@ async def test_register_challenges_then_binds_and_refuses_wrong_passwords(start_
     sip_port = free_udp_port()
     async with start_service(sip_port=sip_port) as svc:
         bob = await svc.client().sign_up("bob")
+        await bob.ok("PUT", "/v1/me/sip-password", json={"password": "secret-pw"})
         server = ("127.0.0.1", sip_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
@@ -98,6 +99,14 @@ async def test_register_challenges_then_binds_and_refuses_wrong_passwords(start_
                 send, cseq=6, password="secret-pw", challenge=challenge, expires=0
             )
             assert status == 200 and await svc.runtime.sip.phones(bob_id) == {}
+            # A weak SIP password is refused; none at all turns phone registration off.
+            weak = await bob.request("PUT", "/v1/me/sip-password", json={"password": "123"})
+            assert weak.status_code == 400 and weak.json()["error"]["code"] == "weak_password"
+            await bob.ok("PUT", "/v1/me/sip-password", json={"password": None})
+            status, _ = await asyncio.to_thread(
+                send, cseq=7, password="secret-pw", challenge=challenge
+            )
+            assert status == 403
         await bob.close()
 
 
@@ -105,12 +114,13 @@ async def test_a_registered_desk_phone_rings_with_the_app_and_answers(start_serv
     sip_port = free_udp_port()
     async with start_service(sip_port=sip_port) as svc:
         bob = await svc.client().sign_up("bob")
+        await bob.ok("PUT", "/v1/me/sip-password", json={"password": "bob-desk-pw"})
         bob_app = await bob.events()
         alice = await svc.client().sign_up("alice")
         alice_events = await alice.events()
         bob_id = (await bob.ok("GET", "/v1/me"))["id"]
-        account = f"<sip:bob@127.0.0.1:{sip_port}>;auth_pass=secret-pw;regint=60;answermode=auto"
-        phone = Baresip(tmp_path / "phone", freq=500, seconds=30, account=account)
+        line = account("bob", "bob-desk-pw", sip_port, register=True) + ";answermode=auto"
+        phone = Baresip(tmp_path / "phone", freq=500, seconds=30, account=line)
         await phone.run(40)
         peer = SinePeer(880)
         try:

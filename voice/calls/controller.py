@@ -124,14 +124,22 @@ class CallController:
         )
         return live, leg.answer_sdp
 
-    async def place_inbound(self, from_: str, to: str, leg: Leg) -> LiveCall:
+    async def place_inbound(
+        self, from_: str, to: str, leg: Leg, *, caller_user: UserInfo | None = None
+    ) -> LiveCall:
         """A call from outside the app (a SIP phone; `from_` is its URI) to the user or service
-        `to`, whose media `leg` already carries. Same semantics as an app call. The caller has
-        no account: its id is derived from the call's."""
+        `to`, whose media `leg` already carries. Same semantics as an app call. A user's own
+        desk phone calls as that user; any other caller has no account: its id is derived
+        from the call's."""
         started = time.perf_counter()
-        callee = await self._destination(to, None)
+        callee = await self._destination(to, caller_user)
         call_id = uuid.uuid4().hex
         self.metrics.peer_connections.inc()
+        if caller_user is not None:
+            return await self._begin(
+                call_id, leg, caller_user.id, caller_user.username, caller_user.display_name,
+                to, callee, started,
+            )  # fmt: skip
         return await self._begin(
             call_id, leg, f"ext-{call_id[:28]}", from_, None, to, callee, started
         )

@@ -51,6 +51,10 @@ def _key(user_id: str) -> str:
     return f"sip-phones:{{{user_id}}}"
 
 
+def _source_key(address: tuple[str, int]) -> str:
+    return f"sip-source:{{{address[0]}:{address[1]}}}"
+
+
 class Registrar:
     def __init__(
         self, store: Store, bus: Bus, nonce_key: str, clock: Callable[[], float] = time.time
@@ -87,8 +91,32 @@ class Registrar:
             return 403, "Forbidden", ()
         return await self._update(user.id, message, source)
 
-    def _challenge(self, now: float, *, stale: bool = False) -> Answer:
+    async def caller(self, message: SipMessage, source: tuple[str, int]) -> str | Answer:
+        """Who places this INVITE, as a user id: the owner of the registered phone it comes
+        from, or the user whose SIP credentials answer our challenge. Otherwise the answer
+        to send: 407 with a challenge (phones retry with credentials), or 403."""
+        owner = await self.bus.get(_source_key(source))
+        if owner is not None:
+            return str(owner["user_id"])
+        now = self.clock()
+        header = message.get("Proxy-Authorization")
+        credentials = digest.parse_credentials(header) if header else None
+        if credentials is None:
+            return self._challenge(now, proxy=True)
+        found = await self.store.sip_ha1(credentials.username)
+        if found is None or found[1] is None:
+            return 403, "Forbidden", ()
+        why = digest.verify(credentials, "INVITE", found[1], key=self.nonce_key, now=now)
+        if why == "stale":
+            return self._challenge(now, stale=True, proxy=True)
+        if why is not None:
+            return 403, "Forbidden", ()
+        return found[0].id
+
+    def _challenge(self, now: float, *, stale: bool = False, proxy: bool = False) -> Answer:
         value = digest.challenge(self.nonce_key, now, stale=stale)
+        if proxy:
+            return 407, "Proxy Authentication Required", (("Proxy-Authenticate", value),)
         return 401, "Unauthorized", (("WWW-Authenticate", value),)
 
     async def _update(self, user_id: str, message: SipMessage, source: tuple[str, int]) -> Answer:
@@ -99,6 +127,7 @@ class Registrar:
                 return 400, "Wildcard Contact Needs Expires 0", ()
             for binding in (await self.phones(user_id)).values():
                 await self.bus.remove_member(key, binding.member())
+                await self.bus.delete(_source_key(binding.address))
             return 200, "OK", ()
         granted: list[tuple[Binding, int]] = []
         for contact in message.contacts:
@@ -111,8 +140,11 @@ class Registrar:
             old = current.get(binding.device)
             if old is not None:  # the same phone from a new address: one binding
                 await self.bus.remove_member(key, old.member())
+                await self.bus.delete(_source_key(old.address))
             if expires:
-                await self.bus.add_member(key, binding.member(), ttl_s=min(expires, MAX_EXPIRES))
+                ttl = min(expires, MAX_EXPIRES)
+                await self.bus.add_member(key, binding.member(), ttl_s=ttl)
+                await self.bus.put(_source_key(source), {"user_id": user_id}, ttl_s=ttl)
         listed = [
             ("Contact", f"<{b.contact}>;expires={min(e, MAX_EXPIRES)}") for b, e in granted if e
         ]

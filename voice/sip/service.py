@@ -40,6 +40,7 @@ class SipConfig:
     spare_calls: int = 4
     bitrate: int = 32000
     rate_per_source: float = 50.0
+    guests: bool = True  # unauthenticated callers may reach rooms and hotlines
     pin_tries: int = 3  # PINs a SIP caller may type in one call before being hung up on
     pin_timeout_s: float = 15.0  # for the first key, and between keys
 
@@ -179,26 +180,41 @@ class SipService:
     # -- routing a new INVITE (in the front, before any worker sees it) ------------------------
 
     async def _route(self, message: SipMessage, source: tuple[str, int]) -> Route | Refusal:
+        """Where a new INVITE goes. Rooms and hotlines take anyone (unless `guests` is off);
+        users only take calls from users: a registered phone, or a phone whose user's SIP
+        credentials answer our 407 challenge (the caller is then that user)."""
         uri = message.uri
         assert uri is not None
         user = uri.user_unescaped or ""
         if not user:
             return Refusal(404, "Not Found")
+        desk = self.calls.desk
+        service = user.startswith("room-") or (
+            user.isdigit() and desk is not None and desk.handles(f"hotline:{user}")
+        )
+        caller: str | None = None
+        if not service or not self.config.guests:
+            if self.registrar is None:
+                return Refusal(403, "Forbidden")
+            who = await self.registrar.caller(message, source)
+            if not isinstance(who, str):
+                status, reason, headers = who
+                return Refusal(status, reason or "", headers)
+            caller = who
         if user.startswith("room-"):
             room_id = user[len("room-") :]
             if self.rooms is None or await self.rooms.pin_needed(room_id) is None:
                 return Refusal(404, "Not Found")
-            return Route(("room", room_id))
-        desk = self.calls.desk
-        if user.isdigit() and desk is not None and desk.handles(f"hotline:{user}"):
+            return Route(("room", room_id, caller))
+        if service and desk is not None:
             try:
                 await desk.check(f"hotline:{user}")
             except ChorusError:
                 return Refusal(404, "Not Found")
-            return Route(("service", f"hotline:{user}"))
+            return Route(("service", f"hotline:{user}", caller))
         if await self.calls.store.user_by_username(user) is None:
             return Refusal(404, "Not Found")
-        return Route(("user", user))
+        return Route(("user", user, caller))
 
     # -- a worker took the INVITE ------------------------------------------------------------
 
@@ -218,7 +234,7 @@ class SipService:
         except SipError:
             caller = "sip:anonymous@anonymous.invalid"
         caller = caller.split(";")[0]
-        kind, target = dialog.target
+        kind, target, caller_id = dialog.target
         if kind == "room":
             leg.answer()
             display = _display_name(str(message.get("from", ""))) or caller.removeprefix("sip:")
@@ -226,7 +242,7 @@ class SipService:
             return
         if kind == "user":
             leg.ring(early_media=True)
-        self._spawn(self._place(leg, caller, kind, target))
+        self._spawn(self._place(leg, caller, kind, target, caller_id))
 
     async def _enter_room(self, leg: SipLeg, caller: str, room_id: str, display: str) -> None:
         """The door of a room: the PIN (up to `pin_tries`), then the room's mix."""
@@ -262,7 +278,9 @@ class SipService:
         await asyncio.sleep(clip.duration_s + 0.3)
         await leg.close()
 
-    async def _place(self, leg: SipLeg, caller: str, kind: str, target: str) -> None:
+    async def _place(
+        self, leg: SipLeg, caller: str, kind: str, target: str, caller_id: str | None
+    ) -> None:
         end_reason: dict[str, str | None] = {}
 
         async def reason() -> str | None:
@@ -276,7 +294,8 @@ class SipService:
         try:
             if kind == "service":
                 leg.answer()  # the service answers at once; its prompts follow
-            live = await self.calls.place_inbound(caller, target, leg)
+            user = await self.calls.store.user_by_id(caller_id) if caller_id else None
+            live = await self.calls.place_inbound(caller, target, leg, caller_user=user)
         except ChorusError as exc:
             leg.reject(404 if exc.status == 404 else 480, exc.message[:60])
             return

@@ -21,7 +21,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(20), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # MD5(username:realm:password) for SIP digest (REGISTER); set when the password is used
+    # MD5(username:realm:SIP password) for SIP digest (REGISTER); None: no phones
     sip_ha1: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 

@@ -127,7 +127,7 @@ class Store:
             row = await session.scalar(select(User).where(User.username == username))
             return (UserInfo.of(row), row.password_hash) if row else None
 
-    async def set_sip_ha1(self, user_id: str, ha1: str) -> None:
+    async def set_sip_ha1(self, user_id: str, ha1: str | None) -> None:
         async with self.session() as session:
             row = await session.get(User, user_id)
             if row is not None and row.sip_ha1 != ha1:
