@@ -38,11 +38,14 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-def account(user: str, password: str, sip_port: int, *, register: bool = False) -> str:
+def account(
+    user: str, password: str, sip_port: int, *, register: bool = False, transport: str = "udp"
+) -> str:
     """A baresip account line for an app user's SIP credentials: it answers our digest
     challenges (a call to a user needs them) and, with `register`, registers."""
     interval = 60 if register else 0
-    return f"<sip:{user}@127.0.0.1:{sip_port}>;auth_pass={password};regint={interval}"
+    uri = f"sip:{user}@127.0.0.1:{sip_port};transport={transport}"
+    return f"<{uri}>;auth_pass={password};regint={interval}"
 
 
 class Baresip:

@@ -7,6 +7,8 @@ import asyncio
 import socket
 import uuid
 
+import pytest
+
 from tests.audio import band_energy
 from tests.peers import SinePeer
 from tests.sip_peers import Baresip, account, free_udp_port
@@ -110,7 +112,10 @@ async def test_register_challenges_then_binds_and_refuses_wrong_passwords(start_
         await bob.close()
 
 
-async def test_a_registered_desk_phone_rings_with_the_app_and_answers(start_service, tmp_path):
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_registered_desk_phone_rings_with_the_app_and_answers(
+    start_service, tmp_path, transport
+):
     sip_port = free_udp_port()
     async with start_service(sip_port=sip_port) as svc:
         bob = await svc.client().sign_up("bob")
@@ -119,7 +124,8 @@ async def test_a_registered_desk_phone_rings_with_the_app_and_answers(start_serv
         alice = await svc.client().sign_up("alice")
         alice_events = await alice.events()
         bob_id = (await bob.ok("GET", "/v1/me"))["id"]
-        line = account("bob", "bob-desk-pw", sip_port, register=True) + ";answermode=auto"
+        line = account("bob", "bob-desk-pw", sip_port, register=True, transport=transport)
+        line += ";answermode=auto"
         phone = Baresip(tmp_path / "phone", freq=500, seconds=30, account=line)
         await phone.run(40)
         peer = SinePeer(880)

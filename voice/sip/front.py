@@ -35,6 +35,7 @@ from voice.sip.message import (
     response_to,
 )
 from voice.sip.pool import SipPool, WorkerHandle
+from voice.sip.tcp import TcpSide
 
 log = logging.getLogger("chorus.sip")
 
@@ -114,6 +115,7 @@ class SipFront(asyncio.DatagramProtocol):
         self.internal_host = internal_host
         self.port = 0
         self.transport: asyncio.DatagramTransport | None = None
+        self.tcp: TcpSide | None = None
         self.dialogs: dict[str, Dialog] = {}
         self.pending: set[str] = set()  # Call-IDs being routed
         self.limiter = RateLimiter(rate, burst)
@@ -126,16 +128,25 @@ class SipFront(asyncio.DatagramProtocol):
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def listen(self, host: str, port: int) -> None:
+        """UDP and TCP on the same port (TCP: `voice.sip.tcp`)."""
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         self.transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
+        self.tcp = TcpSide(self._stream_received)
+        try:
+            await self.tcp.listen(host, self.port)
+        except OSError as exc:  # the TCP port is taken by something else: UDP still works
+            log.error("SIP over TCP is off: cannot listen on %s:%d (%s)", host, self.port, exc)
+            self.tcp = None
 
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self.transport is not None:
             self.transport.close()
+        if self.tcp is not None:
+            self.tcp.close()
 
     def forget_later(self, call_id: str) -> None:
         asyncio.get_running_loop().call_later(DIALOG_LINGER_S, self.dialogs.pop, call_id, None)
@@ -143,18 +154,26 @@ class SipFront(asyncio.DatagramProtocol):
     # -- receiving ----------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
-        self.stats["received"] += 1
         worker = self.pool.by_address(addr)
         if worker is not None:
+            self.stats["received"] += 1
             self._from_worker(data, worker)
             return
+        self._received(data, addr, stream=False)
+
+    def _stream_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._received(data, addr, stream=True)
+
+    def _received(self, data: bytes, addr: tuple[str, int], *, stream: bool) -> None:
+        """One message from outside, by UDP or over a TCP connection."""
+        self.stats["received"] += 1
         if not data.strip(b"\r\n"):
             return  # keep-alive
         if not self.limiter.allow(addr[0], time.monotonic()):
             self.stats["limited"] += 1
             return
         try:
-            message = parse(data)
+            message = parse(data, stream=stream)
         except SipError as exc:
             self.stats["malformed"] += 1
             answer = best_effort_response(data, exc)
@@ -274,7 +293,8 @@ class SipFront(asyncio.DatagramProtocol):
         message.set("Max-Forwards", str((max_forwards if max_forwards is not None else 70) - 1))
         message.prepend("Via", f"SIP/2.0/UDP {self._internal()};branch={self._branch(message)}")
         if record_route:
-            message.prepend("Record-Route", f"<sip:{self.public_host}:{self.port};lr>")
+            for route in reversed(self._record_routes(addr, worker_is_uas=True)):
+                message.prepend("Record-Route", route)
         self.stats["forwarded"] += 1
         self._send(message.to_bytes(), dialog.worker.address)
 
@@ -293,7 +313,7 @@ class SipFront(asyncio.DatagramProtocol):
             self._drop_our_routes(message)
             if dialog.from_ is not None:
                 self._set_from(message, dialog.from_)
-            message.prepend("Via", f"SIP/2.0/UDP {self._public()};branch={self._branch(message)}")
+            message.prepend("Via", f"{self._via(dialog.peer)};branch={self._branch(message)}")
         else:
             top = message.pop_first("Via")
             if top is None or not self._is_ours(top):
@@ -330,8 +350,9 @@ class SipFront(asyncio.DatagramProtocol):
         self._set_from(message, dial.from_)
         max_forwards = message.max_forwards
         message.set("Max-Forwards", str((max_forwards if max_forwards is not None else 70) - 1))
-        message.prepend("Record-Route", f"<sip:{self.public_host}:{self.port};lr>")
-        message.prepend("Via", f"SIP/2.0/UDP {self._public()};branch={self._branch(message)}")
+        for route in reversed(self._record_routes(address, worker_is_uas=False)):
+            message.prepend("Record-Route", route)
+        message.prepend("Via", f"{self._via(address)};branch={self._branch(message)}")
         self.dialogs[message.call_id] = Dialog(worker, address, dial.target, from_=dial.from_)
         self.stats["dialled"] = self.stats.get("dialled", 0) + 1
         self._send(message.to_bytes(), address)
@@ -352,6 +373,23 @@ class SipFront(asyncio.DatagramProtocol):
             ):
                 return
             message.pop_first("Route")
+
+    def _record_routes(self, peer: tuple[str, int], *, worker_is_uas: bool) -> list[str]:
+        """Our Record-Route entries, in header order (the first is nearest the UAS). One for a
+        UDP peer; for a TCP peer two (RFC 5658): the worker must reach us over UDP and the
+        peer over TCP, and each uses the entry on its own side."""
+        public = f"<sip:{self.public_host}:{self.port};lr>"
+        if not self._over_tcp(peer):
+            return [public]
+        outside = f"<sip:{self.public_host}:{self.port};lr;transport=tcp>"
+        inside = f"<sip:{self.internal_host}:{self.port};lr>"
+        return [inside, outside] if worker_is_uas else [outside, inside]
+
+    def _over_tcp(self, peer: tuple[str, int]) -> bool:
+        return self.tcp is not None and peer in self.tcp.connections
+
+    def _via(self, peer: tuple[str, int]) -> str:
+        return f"SIP/2.0/{'TCP' if self._over_tcp(peer) else 'UDP'} {self._public()}"
 
     def _is_ours(self, via: str) -> bool:
         return f":{self.port};" in via and (self.public_host in via or self.internal_host in via)
@@ -386,6 +424,8 @@ class SipFront(asyncio.DatagramProtocol):
         self._send(response.to_bytes(), addr)
 
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.tcp is not None and self.tcp.send(addr, data):
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, addr)
 
