@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import calls, contacts, events, hotline, ringback, rooms, system, users, web
+from api.routes import (
+    calls,
+    contacts,
+    events,
+    hotline,
+    ringback,
+    rooms,
+    system,
+    trunks,
+    users,
+    web,
+)
 from api.runtime import Runtime
 from voice.settings import Settings
 
@@ -30,7 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (system, users, contacts, calls, events, ringback, hotline, rooms):
+    for module in (system, users, contacts, calls, events, ringback, hotline, rooms, trunks):
         app.include_router(module.router)
     app.include_router(web.router)  # the browser app, last: API routes take precedence
     return app

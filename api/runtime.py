@@ -29,10 +29,12 @@ from voice.clips import ClipLibrary
 from voice.media.opus import OpusClip
 from voice.metrics import Metrics
 from voice.nodes import NodeBeat, new_node_id
+from voice.rpc import NodeRpc
 from voice.rtp import RtpPorts
 from voice.settings import Settings
 from voice.sip.registrar import Registrar
 from voice.sip.service import SipConfig, SipService
+from voice.sip.trunks import Trunk
 from voice.store import Store
 from voice.webrtc import WebRtcConfig, WebRtcLeg, configure_host_candidates
 
@@ -52,6 +54,7 @@ class Runtime:
     admin_key: str
     rooms: RoomService
     nodes: NodeBeat
+    rpc: NodeRpc
     sip: SipService | None = None
 
     @classmethod
@@ -132,6 +135,10 @@ class Runtime:
         sip = await _sip(settings, calls, RoomDoor(rooms, speaker), registrar)
         calls.dialer = sip  # app users call sip: addresses when SIP is on
         nodes.sweepers += [calls.sweep, rooms.sweep]
+        # Requests about a call carried by another node are run there (its legs, timers, lock).
+        rpc = NodeRpc(bus, nodes.node_id, alive=nodes.alive)
+        calls.serve_nodes(rpc)
+        await rpc.start()
         await nodes.start()
         return cls(
             settings,
@@ -145,11 +152,14 @@ class Runtime:
             _admin_key(settings),
             rooms=rooms,
             nodes=nodes,
+            rpc=rpc,
             sip=sip,
         )
 
     async def stop(self) -> None:
         await self.rooms.stop()
+        # Take no more requests about our calls (other nodes' askers get 503) before ending them.
+        await self.rpc.close()
         await self.calls.shutdown()
         if self.sip is not None:
             await self.sip.stop()  # after the calls ended: their BYEs go out first
@@ -214,6 +224,10 @@ async def _sip(
     )
     try:
         await sip.start()
+        for item in settings.sip_trunks:  # from the settings: stored like the API's
+            trunk = Trunk(**{**item, "prefixes": tuple(item.get("prefixes") or ("",))})
+            await calls.store.put_trunk(trunk.name, trunk.to_json())
+            await sip.apply_trunk(trunk)
     except OSError as exc:  # the port is taken: the rest of the service still runs
         where = f"udp {settings.host}:{settings.sip_port}"
         log.error("SIP is off: cannot listen on %s (%s)", where, exc)

@@ -21,7 +21,8 @@ def start_service(tmp_path):
 
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Service]:
-        async with running(tmp_path / "data", **overrides) as svc:
+        data_dir = overrides.pop("data_dir", tmp_path / "data")
+        async with running(data_dir, **overrides) as svc:
             yield svc
 
     return start

@@ -4,7 +4,7 @@ reads the environment anywhere else."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     sip_guests: bool = Field(
         True,
         description="SIP callers without credentials may reach rooms and hotlines (users: never)",
+    )
+    sip_trunks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="trunks applied at start (JSON list, as PUT /v1/sip/trunks/{name} takes "
+        "them plus a name); they are stored like trunks made through the API",
     )
 
     @field_validator("region")

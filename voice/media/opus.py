@@ -1,6 +1,8 @@
 """Opus through opuslib: the one adapter for libopus.
 
-Everything here is mono, 48 kHz, 20 ms frames (960 samples), the only shape Chorus sends.
+Everything here is mono, 20 ms frames, 48 kHz (960 samples) unless a stream is made with
+another `sample_rate`: the SIP workers encode and decode telephone audio at 8 kHz, which
+skips resampling and costs the encoder less than half (RTP timestamps stay at 48 kHz).
 Encoding is the costly step of the media path (~0.3 ms per frame), so clips that many
 listeners hear (ringback, prompts, tones) are encoded once into an `OpusClip` and the same
 packets are sent to everyone.
@@ -76,17 +78,25 @@ def packet_samples(packet: bytes) -> int:
     return per_frame * frames if frames else FRAME_SAMPLES
 
 
-def _check_frame(pcm: np.ndarray) -> bytes:
-    if pcm.dtype != np.int16 or pcm.shape != (FRAME_SAMPLES,):
-        raise ValueError(f"expected {FRAME_SAMPLES} int16 samples, got {pcm.dtype} {pcm.shape}")
+def _check_frame(pcm: np.ndarray, samples: int = FRAME_SAMPLES) -> bytes:
+    if pcm.dtype != np.int16 or pcm.shape != (samples,):
+        raise ValueError(f"expected {samples} int16 samples, got {pcm.dtype} {pcm.shape}")
     return np.ascontiguousarray(pcm).tobytes()
 
 
 class OpusEncoderStream:
-    """A stateful mono 48 kHz VoIP encoder: one per outgoing mix."""
+    """A stateful mono VoIP encoder (48 kHz unless told): one per outgoing mix."""
 
-    def __init__(self, *, bitrate: int = 32000, dtx: bool = False, complexity: int = 10):
-        self._encoder = opuslib.Encoder(SAMPLE_RATE, 1, opuslib.APPLICATION_VOIP)
+    def __init__(
+        self,
+        *,
+        bitrate: int = 32000,
+        dtx: bool = False,
+        complexity: int = 10,
+        sample_rate: int = SAMPLE_RATE,
+    ):
+        self._samples = sample_rate // 50
+        self._encoder = opuslib.Encoder(sample_rate, 1, opuslib.APPLICATION_VOIP)
         self._encoder.bitrate = bitrate
         self._encoder.complexity = complexity
         self._dtx = dtx
@@ -96,25 +106,26 @@ class OpusEncoderStream:
             opuslib.api.encoder.encoder_ctl(self._encoder.encoder_state, opuslib.api.ctl.set_dtx, 1)
 
     def encode(self, pcm: np.ndarray) -> bytes:
-        """Encode one 20 ms frame (960 int16 samples).
+        """Encode one 20 ms frame (960 int16 samples at 48 kHz).
 
         With DTX enabled, returns b"" for frames that should not be sent: the receiver
         treats the gap as silence, which is the point of DTX.
         """
-        packet = self._encoder.encode(_check_frame(pcm), FRAME_SAMPLES)
+        packet = self._encoder.encode(_check_frame(pcm, self._samples), self._samples)
         if self._dtx and len(packet) <= _DTX_MAX_BYTES:
             return b""
         return bytes(packet)
 
 
 class OpusDecoderStream:
-    """A stateful mono 48 kHz decoder: one per incoming stream that must be heard."""
+    """A stateful mono decoder (48 kHz out unless told): one per incoming stream heard."""
 
-    def __init__(self) -> None:
-        self._decoder = opuslib.Decoder(SAMPLE_RATE, 1)
+    def __init__(self, *, sample_rate: int = SAMPLE_RATE) -> None:
+        self._decoder = opuslib.Decoder(sample_rate, 1)
+        self._samples = sample_rate // 50
         # Decode straight into a numpy buffer: opuslib's own `decode` copies the samples
         # through a Python list, which costs more than the decoding on a busy mixer.
-        self._buffer = np.zeros(MAX_DECODED_SAMPLES, dtype=np.int16)
+        self._buffer = np.zeros(MAX_DECODED_SAMPLES * sample_rate // SAMPLE_RATE, np.int16)
         self._pointer = self._buffer.ctypes.data_as(opuslib.api.c_int16_pointer)
 
     def decode(self, packet: bytes | None, *, fec: bool = False) -> np.ndarray:
@@ -125,11 +136,11 @@ class OpusDecoderStream:
         (plain PLC when it carries none). Decode `packet` itself normally afterwards.
         """
         if packet is None:
-            data, length, frame_size = None, 0, FRAME_SAMPLES
+            data, length, frame_size = None, 0, self._samples
         elif fec:
-            data, length, frame_size = packet, len(packet), FRAME_SAMPLES
+            data, length, frame_size = packet, len(packet), self._samples
         else:
-            data, length, frame_size = packet, len(packet), MAX_DECODED_SAMPLES
+            data, length, frame_size = packet, len(packet), len(self._buffer)
         count = opuslib.api.decoder.libopus_decode(
             self._decoder.decoder_state,
             data,

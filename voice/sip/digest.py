@@ -71,8 +71,8 @@ class Credentials:
     algorithm: str = "MD5"
 
 
-def parse_credentials(value: str) -> Credentials | None:
-    """The digest parameters of an Authorization value; None if it is not a usable one."""
+def _params(value: str) -> dict[str, str] | None:
+    """The name=value parameters of a `Digest ...` header value."""
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "digest":
         return None
@@ -86,6 +86,14 @@ def parse_credentials(value: str) -> Credentials | None:
         name, raw = match.group(1).lower(), match.group(2)
         params[name] = raw[1:-1].replace('\\"', '"') if raw.startswith('"') else raw
         position = match.end()
+    return params
+
+
+def parse_credentials(value: str) -> Credentials | None:
+    """The digest parameters of an Authorization value; None if it is not a usable one."""
+    params = _params(value)
+    if params is None:
+        return None
     try:
         return Credentials(
             username=params["username"],
@@ -130,3 +138,30 @@ def verify(
     if not -5 <= age <= NONCE_TTL_S:
         return "stale"
     return None
+
+
+def answer_challenge(
+    challenge_value: str, method: str, uri: str, username: str, password: str
+) -> str | None:
+    """An Authorization value answering a carrier's WWW-/Proxy-Authenticate challenge (we
+    are the client: registering to a trunk). None when the challenge is not MD5 digest."""
+    params = _params(challenge_value)
+    if params is None or params.get("algorithm", "MD5").upper() != "MD5":
+        return None
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+    auth = "auth" in [q.strip() for q in params.get("qop", "").split(",")]
+    cnonce, nc = secrets.token_hex(8), "00000001"
+    base = Credentials(
+        username, realm, nonce, uri, "", "auth" if auth else None,
+        nc if auth else None, cnonce if auth else None,
+    )  # fmt: skip
+    response = expected_response(base, method, ha1(username, password, realm))
+    value = (
+        f'Digest username="{username}", realm="{realm}", nonce="{nonce}", '
+        f'uri="{uri}", response="{response}", algorithm=MD5'
+    )
+    if "opaque" in params:
+        value += f', opaque="{params["opaque"]}"'
+    if base.qop:
+        value += f', qop=auth, nc={nc}, cnonce="{cnonce}"'
+    return value

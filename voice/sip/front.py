@@ -60,6 +60,7 @@ class Dialog:
     target: Any
     created: float = field(default_factory=time.monotonic)
     from_: str | None = None  # outbound: the caller's From, put on every request we pass out
+    dial: Dial | None = None  # outbound: how it was dialled (a challenged INVITE comes again)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class SipFront(asyncio.DatagramProtocol):
         self.on_dtmf: Callable[[str, str], None] | None = None  # (Call-ID, key) from SIP INFO
         self.on_dial: DialLookup | None = None  # outbound calls: the worker's dial -> Dial
         self.registrar: Registrar | None = None  # answers REGISTER (desk phones)
+        # Requests the front sends itself (REGISTER to trunks): their responses, by Call-ID.
+        self.own_requests: dict[str, Callable[[SipMessage], None]] = {}
         self.stats = {"received": 0, "malformed": 0, "refused": 0, "limited": 0, "forwarded": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -266,7 +269,11 @@ class SipFront(asyncio.DatagramProtocol):
         self._answer(message, addr, status, reason, headers)
 
     def _response_from_outside(self, message: SipMessage) -> None:
-        """A response to a request a worker sent (e.g. 200 for its BYE)."""
+        """A response to a request a worker sent (e.g. 200 for its BYE), or to our own."""
+        own = self.own_requests.get(message.call_id)
+        if own is not None:
+            own(message)
+            return
         dialog = self.dialogs.get(message.call_id)
         if dialog is None or not dialog.worker.alive:
             return
@@ -313,6 +320,12 @@ class SipFront(asyncio.DatagramProtocol):
             self._drop_our_routes(message)
             if dialog.from_ is not None:
                 self._set_from(message, dialog.from_)
+            if message.get("X-Chorus-Dial") is not None and dialog.dial is not None:
+                # The dialled INVITE again, with the credentials a trunk asked for.
+                message.remove("X-Chorus-Dial")
+                message.uri = dialog.dial.uri
+                for route in reversed(self._record_routes(dialog.peer, worker_is_uas=False)):
+                    message.prepend("Record-Route", route)
             message.prepend("Via", f"{self._via(dialog.peer)};branch={self._branch(message)}")
         else:
             top = message.pop_first("Via")
@@ -353,7 +366,9 @@ class SipFront(asyncio.DatagramProtocol):
         for route in reversed(self._record_routes(address, worker_is_uas=False)):
             message.prepend("Record-Route", route)
         message.prepend("Via", f"{self._via(address)};branch={self._branch(message)}")
-        self.dialogs[message.call_id] = Dialog(worker, address, dial.target, from_=dial.from_)
+        self.dialogs[message.call_id] = Dialog(
+            worker, address, dial.target, from_=dial.from_, dial=dial
+        )
         self.stats["dialled"] = self.stats.get("dialled", 0) + 1
         self._send(message.to_bytes(), address)
 
@@ -422,6 +437,10 @@ class SipFront(asyncio.DatagramProtocol):
             request, status, reason, to_tag=tag if status > 100 else None, headers=headers
         )
         self._send(response.to_bytes(), addr)
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send a message of our own (e.g. a REGISTER to a trunk)."""
+        self._send(data, addr)
 
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.tcp is not None and self.tcp.send(addr, data):

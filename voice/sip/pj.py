@@ -1,9 +1,9 @@
 """The pjsua2 adapter: a SIP worker process carrying at most 4 calls (the wheel's limit).
 
-This is the only module that imports pjsua2, and only worker processes import it
-(`python -m voice.sip.pj CONFIG_JSON`, spawned by `voice.sip.pool`): any pjsua2 misuse aborts
-the whole process, so it must never be the API process. A worker talks to its parent over
-one SOCK_SEQPACKET socket (fd given in the config):
+This is the only module that imports pjsua2, and only worker processes import it (forked by
+`voice.sip.forkserver` for `voice.sip.pool`, or `python -m voice.sip.pj CONFIG_JSON`): any
+pjsua2 misuse aborts the whole process, so it must never be the API process. A worker talks to
+its parent over one SOCK_SEQPACKET socket (fd given in the config):
 
     parent -> worker   b"J" + JSON   answer / ring / reject / hangup / play / clip / source
                        b"A" + key(2) + Opus payload   audio the SIP party must hear
@@ -17,10 +17,12 @@ registered with pjlib, blocks on the parent socket and carries out its commands.
 callbacks run on pjmedia's clock thread. The worker never calls `libDestroy`: on exit it hangs
 up, lets the BYEs go and leaves with `os._exit`, so no teardown order can abort it.
 
-Audio crosses the pjsua2 boundary as 48 kHz mono 20 ms PCM (the conference bridge resamples
-to and from the codec's rate). SWIG copies a `ByteVector` element by element (1.4 ms per 20 ms
-frame here), so frames are read and written through the vector's data pointer with ctypes:
-libstdc++'s `std::vector` is three pointers, begin first.
+Audio crosses the pjsua2 boundary as 8 kHz mono 20 ms PCM, the bridge's rate (no resampling
+in pjmedia for G.711), and Opus is encoded from and decoded to 8 kHz directly: telephone audio
+has nothing above 4 kHz, and an 8 kHz Opus encoder costs less than half a 48 kHz one (~120 vs
+~280 µs a frame here, plus ~25 µs of resampling saved). SWIG copies a `ByteVector` element by
+element (1.4 ms per 20 ms frame here), so frames are read and written through the vector's
+data pointer with ctypes: libstdc++'s `std::vector` is three pointers, begin first.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ import pjsua2 as pj
 
 from voice.media.opus import FRAME_SAMPLES as OPUS_SAMPLES
 from voice.media.opus import OpusDecoderStream, OpusEncoderStream
-from voice.media.resample import Downsampler, Upsampler
 
 log = logging.getLogger("chorus.sip.worker")
 
@@ -114,16 +115,14 @@ class Bridge(pj.AudioMediaPort):
         self.listen = False
         self.relay = False
         self.key = key
-        self.encoder = OpusEncoderStream(bitrate=self.bitrate)
-        self.decoder = OpusDecoderStream()
+        self.encoder = OpusEncoderStream(bitrate=self.bitrate, sample_rate=RATE)
+        self.decoder = OpusDecoderStream(sample_rate=RATE)
         self.incoming.clear()
         self.clip: np.ndarray | None = None
         self.clip_pos = 0
         self.clip_loop = True
         self.missing = 0
-        self.timestamp = 0
-        self.up = Upsampler()  # 8 kHz -> 48 kHz for the Opus encoder
-        self.down = Downsampler()  # 48 kHz Opus -> 8 kHz
+        self.timestamp = 0  # at 48 kHz, Opus's RTP clock whatever the encoder's rate
         self.listen = self.worker.listening.pop(key, False)  # does the parent want our audio?
 
     # The clock thread calls these two, 50 times a second each.
@@ -136,7 +135,7 @@ class Bridge(pj.AudioMediaPort):
                 return
             pcm = np.frombuffer(vector_bytes(frame.buf, FRAME_BYTES), np.int16)
             self.timestamp += OPUS_SAMPLES
-            packet = self.encoder.encode(self.up.process(pcm))
+            packet = self.encoder.encode(pcm)
             self.worker.parent.send_audio(self.key, self.timestamp, packet)
         except Exception:
             self._failed("receive")
@@ -155,11 +154,11 @@ class Bridge(pj.AudioMediaPort):
         if self.relay:
             if self.incoming:
                 self.missing = 0
-                pcm = self.decoder.decode(self.incoming.popleft())[:OPUS_SAMPLES]
-                return self.down.process(pcm) if len(pcm) == OPUS_SAMPLES else SILENT
+                pcm = self.decoder.decode(self.incoming.popleft())[:FRAME_SAMPLES]
+                return pcm if len(pcm) == FRAME_SAMPLES else SILENT
             self.missing += 1
             if self.missing <= PLC_FRAMES:
-                return self.down.process(self.decoder.decode(None)[:OPUS_SAMPLES])
+                return self.decoder.decode(None)[:FRAME_SAMPLES]
             return SILENT
         clip = self.clip
         if clip is None:
@@ -218,12 +217,20 @@ class SipCall(pj.Call):
                 pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
             ):
                 audio = self.getAudioMedia(index)
-                bridge = self.bridge
+                bridge, first = self.bridge, self.bridge is None
                 if bridge is None:
-                    bridge = self.bridge = self.worker.bridge_for(self.key)
-                    if self.pending is not None:
-                        bridge.clip, bridge.clip_loop, bridge.relay = self.pending
-                        self.pending = None
+                    bridge = self.worker.bridge_for(self.key)  # may make a pjsua2 port: unlocked
+                    # Under the lock the command thread holds while it reads `bridge` and
+                    # writes `pending` or `listening`: without it a play/source/listen coming
+                    # at this moment was lost (a silent prompt, an uplink never encoded).
+                    with self.worker.lock:
+                        self.bridge = bridge
+                        if self.key in self.worker.listening:
+                            bridge.listen = self.worker.listening.pop(self.key)
+                        if self.pending is not None:
+                            bridge.clip, bridge.clip_loop, bridge.relay = self.pending
+                            self.pending = None
+                if first:
                     self.worker.parent.send_json({"t": "media", "k": self.key})
                 bridge.startTransmit(audio)
                 audio.startTransmit(bridge)
@@ -255,6 +262,7 @@ class Worker:
         self.clip_parts: dict[str, list[bytes]] = {}
         self.listening: dict[int, bool] = {}  # "listen" commands that came before the media
         self.spare_bridges: list[Bridge] = []
+        self.trunk_accounts: dict[str, Account] = {}
         self.next_key = 1
         self.running = True
         self.ep = pj.Endpoint()
@@ -352,7 +360,7 @@ class Worker:
             self.running = False
             return
         if kind == "dial":
-            self._dial(int(message["k"]), str(message["uri"]))
+            self._dial(int(message["k"]), str(message["uri"]), message.get("auth"))
             return
         call = self.calls.get(int(message.get("k", 0)))
         if call is None or call.ended:
@@ -372,43 +380,52 @@ class Worker:
                 if message.get("reason"):
                     op.reason = str(message["reason"])
                 call.hangup(op)
-            elif kind == "play":
-                clip = self.clips.get(message.get("clip") or "")
-                loop = bool(message.get("loop", True))
-                bridge = call.bridge
-                if bridge is None:
-                    call.pending = (clip, loop, False)
-                else:
-                    bridge.relay = False
-                    bridge.clip, bridge.clip_pos, bridge.clip_loop = clip, 0, loop
-            elif kind == "source":
-                relay = bool(message.get("relay"))
-                if call.bridge is None:
-                    clip, loop, _ = call.pending or (None, True, False)
-                    call.pending = (clip, loop, relay)
-                else:
-                    call.bridge.incoming.clear()
-                    call.bridge.relay = relay
-            elif kind == "listen":
-                if call.bridge is None:
-                    self.listening[call.key] = bool(message.get("on"))
-                else:
-                    call.bridge.listen = bool(message.get("on"))
+            elif kind in ("play", "source", "listen"):
+                with self.lock:  # see SipCall.onCallMediaState; no pjsua2 call in here
+                    self._media_command(call, kind, message)
             elif kind == "dtmf":
                 call.dialDtmf(str(message.get("digits", "")))
         except pj.Error as exc:
             log.warning("call %d: %s failed: %s", call.key, kind, exc.info())
 
-    def _dial(self, key: int, uri: str) -> None:
+    def _media_command(self, call: SipCall, kind: str, message: dict[str, Any]) -> None:
+        """What the call plays, relays or encodes; kept for later until its media is up."""
+        bridge = call.bridge
+        if kind == "play":
+            clip = self.clips.get(message.get("clip") or "")
+            loop = bool(message.get("loop", True))
+            if bridge is None:
+                call.pending = (clip, loop, False)
+            else:
+                bridge.relay = False
+                bridge.clip, bridge.clip_pos, bridge.clip_loop = clip, 0, loop
+        elif kind == "source":
+            relay = bool(message.get("relay"))
+            if bridge is None:
+                clip, loop, _ = call.pending or (None, True, False)
+                call.pending = (clip, loop, relay)
+            else:
+                bridge.incoming.clear()
+                bridge.relay = relay
+        elif bridge is None:
+            self.listening[call.key] = bool(message.get("on"))
+        else:
+            bridge.listen = bool(message.get("on"))
+
+    def _dial(self, key: int, uri: str, auth: dict[str, str] | None = None) -> None:
         """An outbound call. It is sent to the SIP front (the target URI), which routes it to
         `uri` and records the route, so the whole dialog passes the front like inbound ones;
-        X-Chorus-Dial tells the front which of the parent's dials this is."""
+        X-Chorus-Dial tells the front which of the parent's dials this is. With `auth` (a
+        trunk's credentials) it goes out of an account that answers digest challenges, with
+        the front as its outbound proxy, so the digest covers the real request URI."""
+        account = self.account if not auth else self._trunk_account(auth)
         with self.lock:
-            call = SipCall(self, self.account, pj.PJSUA_INVALID_ID, key)
+            call = SipCall(self, account, pj.PJSUA_INVALID_ID, key)
             call.outbound = True
             self.calls[key] = call
         prm = pj.CallOpParam(True)
-        prm.txOption.targetUri = f"sip:{self.config['sip_host']}:{self.config['front_port']}"
+        if not auth:
+            prm.txOption.targetUri = f"sip:{self.config['sip_host']}:{self.config['front_port']}"
         header = pj.SipHeader()
         header.hName = "X-Chorus-Dial"
         header.hValue = str(key)
@@ -422,6 +439,31 @@ class Worker:
             self.graveyard.append(call)
             self.parent.send_json({"t": "ended", "k": key, "status": 400, "reason": exc.reason})
 
+    def _trunk_account(self, auth: dict[str, str]) -> Account:
+        """One pjsua2 account per trunk credentials, made on first use and kept."""
+        name = f"{auth['username']}\n{auth['password']}"
+        account = self.trunk_accounts.get(name)
+        if account is not None:
+            return account
+        config = self.config
+        cfg = pj.AccountConfig()
+        cfg.idUri = f"sip:{auth['username']}@{config['sip_host']}:{self.sip_port}"
+        cfg.priority = -1  # never chosen for incoming calls
+        cfg.sipConfig.proxies.append(f"sip:{config['sip_host']}:{config['front_port']};lr")
+        cfg.sipConfig.contactForced = f"<sip:chorus@{config['sip_host']}:{self.sip_port}>"
+        cfg.sipConfig.authCreds.append(
+            pj.AuthCredInfo("digest", "*", auth["username"], 0, auth["password"])
+        )
+        media = cfg.mediaConfig.transportConfig
+        media.boundAddress = config["media_host"]
+        media.publicAddress = config.get("public_host") or config["media_host"]
+        media.port = int(config["rtp_port_min"])
+        media.portRange = int(config["rtp_port_max"]) - int(config["rtp_port_min"])
+        account = Account(self)
+        account.create(cfg)
+        self.trunk_accounts[name] = account
+        return account
+
     def audio(self, key: int, payload: bytes) -> None:
         call = self.calls.get(key)
         if call is not None and call.bridge is not None and call.bridge.relay:
@@ -433,13 +475,13 @@ class Worker:
         parts.extend(bytes.fromhex(p) for p in message.get("packets", []))
         if not message.get("last"):
             return
-        decoder = OpusDecoderStream()
-        pcm = [decoder.decode(packet)[:OPUS_SAMPLES] for packet in self.clip_parts.pop(name)]
-        pcm = [frame for frame in pcm if len(frame) == OPUS_SAMPLES]
+        decoder = OpusDecoderStream(sample_rate=RATE)
+        pcm = [decoder.decode(packet)[:FRAME_SAMPLES] for packet in self.clip_parts.pop(name)]
+        pcm = [frame for frame in pcm if len(frame) == FRAME_SAMPLES]
         if len(self.clips) >= 16:
             self.clips.pop(next(iter(self.clips)))
-        # decoded and resampled once; every call playing it only slices it
-        self.clips[name] = Downsampler().process(np.concatenate(pcm)) if pcm else SILENT
+        # decoded once, at the bridge's rate; every call playing it only slices it
+        self.clips[name] = np.concatenate(pcm) if pcm else SILENT
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -486,22 +528,29 @@ class Worker:
         os._exit(0)
 
 
-def _die_with_parent() -> None:
-    """The kernel kills this worker when the process that started it dies (Linux)."""
+def die_with_parent() -> None:
+    """The kernel kills this process when the one that started it dies (Linux)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def main() -> None:
-    _die_with_parent()
-    config = json.loads(sys.argv[1])
+def serve(config: dict[str, Any]) -> None:
+    """Run one worker until it stops; never returns. Called in a child of
+    `voice.sip.forkserver` (or by `main` for a worker started on its own)."""
+    die_with_parent()
     logging.basicConfig(
         level=config.get("log_level", "WARNING").upper(),
         format=f"sip-worker[{os.getpid()}] %(levelname)s %(message)s",
+        force=True,
     )
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     Worker(config).run()
+    os._exit(0)
+
+
+def main() -> None:
+    serve(json.loads(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 from voice.calls.controller import CallController
-from voice.errors import BadRequest, ChorusError, Unavailable
+from voice.errors import BadRequest, ChorusError, NotFound, Unavailable
 from voice.ports import RoomDoor
 from voice.sip.front import Dial, Route, SipFront
 from voice.sip.leg import SipLeg
@@ -24,6 +25,8 @@ from voice.sip.message import (
 )
 from voice.sip.pool import SipPool, WorkerConfig, WorkerHandle
 from voice.sip.registrar import Binding, Registrar
+from voice.sip.trunk_register import TrunkRegistration
+from voice.sip.trunks import Trunk, number_of, pick
 
 log = logging.getLogger("chorus.sip")
 
@@ -86,6 +89,9 @@ class SipService:
         self.front.on_dial = self._dial_for
         self.front.registrar = registrar.register if registrar is not None else None
         self._dials: dict[tuple[int, int], tuple[Dial, SipLeg]] = {}
+        self.trunks: dict[str, Trunk] = {}
+        self.registrations: dict[str, TrunkRegistration] = {}
+        self._trunk_addresses: dict[str, tuple[str, int]] = {}
         self._next_dial = FIRST_DIAL_KEY
         self.legs: set[SipLeg] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -98,6 +104,7 @@ class SipService:
         await self.front.listen(self.config.host, self.config.port)
         self.pool.config.front_port = self.front.port
         await self.pool.start()
+        await self.load_trunks()
         log.info(
             "SIP on udp:%s:%d (%d worker(s) ready)",
             self.config.host,
@@ -106,21 +113,93 @@ class SipService:
         )
 
     async def stop(self) -> None:
+        for registration in list(self.registrations.values()):
+            await registration.stop()
         self.front.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.close()
 
+    # -- trunks --------------------------------------------------------------------------------
+
+    async def load_trunks(self) -> None:
+        for config in (await self.calls.store.trunks()).values():
+            await self.apply_trunk(Trunk.from_json(config))
+
+    async def apply_trunk(self, trunk: Trunk) -> None:
+        """Use `trunk` from now on (new or changed): resolve it, (re)start its registration."""
+        await self.remove_trunk(trunk.name)
+        self.trunks[trunk.name] = trunk
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                trunk.host, trunk.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
+            self._trunk_addresses[trunk.name] = infos[0][4][:2]
+        except OSError as exc:
+            log.warning("trunk %s: cannot resolve %s (%s)", trunk.name, trunk.host, exc)
+        if trunk.register and trunk.username:
+            here = f"{self.config.public_host}:{self.port}"
+            registration = TrunkRegistration(trunk, send=self.front.send, contact=here, via=here)
+            self.front.own_requests[registration.call_id] = registration.response
+            self.registrations[trunk.name] = registration
+            registration.start()
+
+    async def remove_trunk(self, name: str) -> None:
+        self.trunks.pop(name, None)
+        self._trunk_addresses.pop(name, None)
+        registration = self.registrations.pop(name, None)
+        if registration is not None:
+            await registration.stop()
+            self.front.own_requests.pop(registration.call_id, None)
+
+    def trunk_status(self, name: str) -> str:
+        registration = self.registrations.get(name)
+        if registration is not None:
+            return registration.status
+        return "ready" if name in self._trunk_addresses else "unresolved"
+
+    def _trunk_from(self, source: tuple[str, int]) -> Trunk | None:
+        for name, address in self._trunk_addresses.items():
+            if address == source:  # the carrier's proxy, sending from its SIP port
+                return self.trunks.get(name)
+        return None
+
     # -- calling out ---------------------------------------------------------------------------
 
     def dials(self, destination: str) -> bool:
-        return destination.startswith("sip:")
+        """SIP addresses, and numbers (`tel:...` or `+...`: a bare `1234` may be a username)
+        when a trunk carries them."""
+        if destination.startswith("sip:"):
+            return True
+        if not destination.startswith(("tel:", "+")):
+            return False
+        number = number_of(destination)
+        return number is not None and pick(list(self.trunks.values()), number) is not None
+
+    async def _dial_number(
+        self, number: str, *, caller: str, display: str | None, label: str
+    ) -> SipLeg:
+        trunk = pick(list(self.trunks.values()), number)
+        if trunk is None:
+            raise NotFound(f"no trunk carries {number}", code="no_route")
+        uri = parse_uri(f"sip:{number}@{trunk.host}:{trunk.port}", allow_headers=False)
+        user = await self.calls.store.user_by_username(caller)
+        caller_id = trunk.caller_id or (user.phone if user and user.phone else None)
+        shown = _shown(display or caller)
+        from_ = f'"{shown}" <sip:{caller_id or trunk.username or caller}@{trunk.host}>'
+        auth = {"username": trunk.username, "password": trunk.password} if trunk.username else None
+        address = self._trunk_addresses.get(trunk.name)
+        return await self._dial(uri, from_, label, address, auth)
 
     async def dial(
         self, destination: str, *, caller: str, display: str | None, label: str
     ) -> SipLeg:
-        """An app user calls a SIP address: a worker dials it through the front."""
+        """An app user calls a SIP address (or a number, through a trunk): a worker dials it
+        through the front."""
+        number = number_of(destination) if destination.startswith(("tel:", "+")) else None
+        if number is not None:
+            return await self._dial_number(number, caller=caller, display=display, label=label)
         try:
             uri = parse_uri(destination, allow_headers=False)
         except SipError as exc:
@@ -141,13 +220,18 @@ class SipService:
 
     def _from(self, caller: str, display: str | None) -> str:
         """A From for `caller` (an app username, or the URI of a SIP caller)."""
-        shown = "".join(c for c in (display or caller) if c.isprintable() and c not in '"\\')
+        shown = _shown(display or caller)
         if caller.startswith("sip:"):
             return f'"{shown}" <{caller}>'
         return f'"{shown}" <sip:{caller}@{self.config.public_host}:{self.port}>'
 
     async def _dial(
-        self, uri: SipUri, from_: str, label: str, address: tuple[str, int] | None = None
+        self,
+        uri: SipUri,
+        from_: str,
+        label: str,
+        address: tuple[str, int] | None = None,
+        auth: dict[str, str] | None = None,
     ) -> SipLeg:
         worker = await self.pool.reserve()
         if worker is None:
@@ -158,7 +242,7 @@ class SipService:
         worker.calls[key] = leg
         self.legs.add(leg)
         self._dials[(worker.index, key)] = (Dial(uri, from_, ("outbound", key), address), leg)
-        worker.send_json({"t": "dial", "k": key, "uri": str(uri)})
+        worker.send_json({"t": "dial", "k": key, "uri": str(uri), "auth": auth})
         return leg
 
     def _dial_key(self, worker: WorkerHandle) -> int:
@@ -192,6 +276,9 @@ class SipService:
         service = user.startswith("room-") or (
             user.isdigit() and desk is not None and desk.handles(f"hotline:{user}")
         )
+        trunk = self._trunk_from(source)
+        if trunk is not None:
+            return await self._route_from_trunk(trunk, user)
         caller: str | None = None
         if not service or not self.config.guests:
             if self.registrar is None:
@@ -215,6 +302,26 @@ class SipService:
         if await self.calls.store.user_by_username(user) is None:
             return Refusal(404, "Not Found")
         return Route(("user", user, caller))
+
+    async def _route_from_trunk(self, trunk: Trunk, dialled: str) -> Route | Refusal:
+        """A call the carrier sends us: to the user whose phone number was dialled, the
+        hotline of that number, or the trunk's `inbound_to`."""
+        number = number_of(dialled)
+        if number is not None:
+            user = await self.calls.store.user_by_phone(number)
+            if user is not None:
+                return Route(("user", user.username, None))
+            desk = self.calls.desk
+            if desk is not None and desk.handles(f"hotline:{number}"):
+                return Route(("service", f"hotline:{number}", None))
+        target = trunk.inbound_to
+        if not target:
+            return Refusal(404, "Not Found")
+        if target.startswith("hotline:"):
+            return Route(("service", target, None))
+        if target.startswith("room-"):
+            return Route(("room", target[len("room-") :], None))
+        return Route(("user", target, None))
 
     # -- a worker took the INVITE ------------------------------------------------------------
 
@@ -346,3 +453,8 @@ def _display_name(from_header: str) -> str:
         return (parse_name_addr(from_header).display or "").strip('"')
     except SipError:
         return ""
+
+
+def _shown(name: str) -> str:
+    """A display name safe inside the quotes of a From header."""
+    return "".join(c for c in name if c.isprintable() and c not in '"\\')[:64]

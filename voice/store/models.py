@@ -66,6 +66,17 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class SipTrunk(Base):
+    """A SIP trunk's settings as JSON (voice.sip.trunks.Trunk), password included: the server
+    must answer the carrier's digest challenges with it."""
+
+    __tablename__ = "sip_trunks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Clip(Base):
     """A prepared audio clip, stored pre-encoded (20 ms mono Opus packets, length-prefixed)
     in the database so every node plays the same bytes without a shared disk."""

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from voice.errors import BadRequest, Conflict, Unavailable
 from voice.store import database
-from voice.store.models import CallRecord, Contact, Meta, User
+from voice.store.models import CallRecord, Contact, Meta, SipTrunk, User
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,32 @@ class Store:
         async with self.session() as session:
             row = await session.scalar(select(User).where(User.username == username))
             return (UserInfo.of(row), row.password_hash) if row else None
+
+    async def put_trunk(self, name: str, config: str) -> None:
+        async with self.session() as session:
+            row = await session.get(SipTrunk, name)
+            if row is None:
+                session.add(SipTrunk(name=name, config=config, updated_at=_now()))
+            else:
+                row.config, row.updated_at = config, _now()
+
+    async def trunks(self) -> dict[str, str]:
+        async with self.session() as session:
+            rows = await session.scalars(select(SipTrunk).order_by(SipTrunk.name))
+            return {row.name: row.config for row in rows}
+
+    async def delete_trunk(self, name: str) -> bool:
+        async with self.session() as session:
+            row = await session.get(SipTrunk, name)
+            if row is None:
+                return False
+            await session.delete(row)
+            return True
+
+    async def user_by_phone(self, phone: str) -> UserInfo | None:
+        async with self.session() as session:
+            row = await session.scalar(select(User).where(User.phone == phone))
+            return UserInfo.of(row) if row else None
 
     async def set_sip_ha1(self, user_id: str, ha1: str | None) -> None:
         async with self.session() as session:
