@@ -1,0 +1,94 @@
+"""How calls end, both ways between SIP and the app, with sipp as the phone: an app user's
+refusal becomes the SIP status a phone expects, and RFC 4733 keys from a phone drive the
+hotline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests import sipp
+from tests.peers import SinePeer
+from tests.service import ADMIN_KEY
+from tests.sip_peers import free_udp_port
+
+STATUS = {"declined": 603, "unreachable": 480, "no_answer": 408, "busy": 486}
+
+
+def authenticated_invite(final: int) -> str:
+    """INVITE, answer our 407 with credentials (sipp's -au/-ap), expect `final`."""
+    return sipp.scenario(
+        sipp.request("INVITE", 1, user="erin", body=sipp.SDP),
+        '  <recv response="100" optional="true"/>\n  <recv response="407" auth="true"/>\n',
+        sipp.request("ACK", 1, user="erin", in_dialog=True, retrans=False),
+        sipp.request("INVITE", 2, user="erin", body=sipp.SDP, extra="\n      [authentication]"),
+        '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+        '  <recv response="183" optional="true"/>\n',
+        f'  <recv response="{final}"/>\n',
+        sipp.request("ACK", 2, user="erin", in_dialog=True, retrans=False),
+    )
+
+
+@pytest.mark.parametrize("case", list(STATUS))
+async def test_an_app_users_refusal_is_the_sip_status_a_phone_expects(
+    start_service, tmp_path, case
+):
+    sip_port = free_udp_port()
+    async with start_service(sip_port=sip_port, no_answer_timeout_s=3) as svc:
+        bob = await svc.client().sign_up("bob")
+        erin = await svc.client().sign_up("erin")
+        await erin.ok("PUT", "/v1/me/sip-password", json={"password": "erin-desk-pw"})
+        device = await bob.events() if case != "unreachable" else None
+        peers: list[SinePeer] = []
+        try:
+            if case == "busy":  # bob is in an answered call with alice already
+                alice = await svc.client().sign_up("alice")
+                peers = [SinePeer(440), SinePeer(660)]
+                placed = await alice.ok(
+                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peers[0].offer()}
+                )
+                await peers[0].accept_answer(placed["sdp"])
+                answer = await bob.ok(
+                    "POST",
+                    f"/v1/calls/{placed['call_id']}/answer",
+                    json={"sdp": await peers[1].offer(), "device_id": device.device_id},
+                )
+                await peers[1].accept_answer(answer["sdp"])
+            credentials = ("-au", "erin", "-ap", "erin-desk-pw")
+            xml = authenticated_invite(STATUS[case])
+            run = asyncio.create_task(sipp.run(tmp_path, xml, "bob", sip_port, *credentials))
+            if case == "declined":
+                incoming = await device.next("call.incoming", lambda e: e["from"] == "erin")
+                await bob.ok("POST", f"/v1/calls/{incoming['call_id']}/decline")
+            code, errors = await run
+            assert code == 0, errors[-3000:]
+            history = await bob.ok("GET", "/v1/calls")
+            from_erin = [c for c in history if c["from"] == "erin"]
+            assert from_erin and from_erin[0]["reason"] == case
+        finally:
+            for peer in peers:
+                await peer.close()
+            await bob.close()
+
+
+async def test_rfc_4733_keys_from_a_phone_drive_the_hotline(start_service, tmp_path):
+    sip_port = free_udp_port()
+    async with start_service(sip_port=sip_port, hotline_inband_dtmf=False) as svc:
+        xml = sipp.scenario(
+            sipp.request("INVITE", 1, body=sipp.SDP),
+            '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+            '  <recv response="183" optional="true"/>\n  <recv response="200" rtd="true"/>\n',
+            sipp.request("ACK", 1, in_dialog=True, retrans=False),
+            '  <pause milliseconds="2000"/>\n'  # the greeting starts; a key barges in
+            '  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/>'
+            "</action></nop>\n"
+            '  <pause milliseconds="3000"/>\n',
+            sipp.request("BYE", 2, in_dialog=True),
+            '  <recv response="200" crlf="true"/>\n',
+        )
+        code, errors = await sipp.run(tmp_path, xml, "114", sip_port)
+        assert code == 0, errors[-3000:]
+        stats = await svc.client(ADMIN_KEY).ok("GET", "/v1/hotlines/114/stats")
+        # Key 1 at the main menu, heard once (in-band detection is off: only RFC 4733).
+        assert stats["options_chosen"].get("main:1") == 1, stats
