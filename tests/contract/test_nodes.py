@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -17,7 +18,11 @@ from tests.browser.harness import Server
 from tests.peers import SinePeer
 from tests.service import Client, running
 from tests.waiting import until
+from voice.errors import ChorusError, Conflict
+from voice.rpc import NodeRpc, NodeUnreachable
 from voice.settings import Settings
+
+CALLER_HZ, CALLEE_HZ = 600.0, 1000.0
 
 
 @contextlib.asynccontextmanager
@@ -239,3 +244,254 @@ async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds
                 await bob.close()
     finally:
         await node_a.stop()
+
+
+# ------------------------------------------------------------ requests between nodes (rpc)
+
+
+async def test_a_node_runs_requests_for_another_and_answers_with_its_result_or_error(make_bus):
+    carrier = NodeRpc(await make_bus(), "node-a")
+    asker = NodeRpc(await make_bus(), "node-b", timeout_s=0.5)
+    release = asyncio.Event()
+
+    async def echo(args):
+        return {"got": args}
+
+    async def slow(args):
+        await release.wait()
+        return "slow done"
+
+    async def refuse(args):
+        raise Conflict("the call was answered already", code="call_not_ringing")
+
+    async def crash(args):
+        raise RuntimeError("a bug")
+
+    for name, handler in [("echo", echo), ("slow", slow), ("refuse", refuse), ("crash", crash)]:
+        carrier.handle(name, handler)
+    await carrier.start()
+    await asker.start()
+    try:
+        # A slow request holds up no other; concurrent answers reach their own askers.
+        pending = asyncio.create_task(asker.call("node-a", "slow", {}, timeout_s=5))
+        answers = await asyncio.gather(*(asker.call("node-a", "echo", {"n": i}) for i in range(8)))
+        assert answers == [{"got": {"n": i}} for i in range(8)]
+        release.set()
+        assert await pending == "slow done"
+
+        # The carrier's refusal comes back as the same kind of error, status and code.
+        with pytest.raises(Conflict) as refused:
+            await asker.call("node-a", "refuse", {})
+        assert (refused.value.status, refused.value.code) == (409, "call_not_ringing")
+        assert refused.value.message == "the call was answered already"
+        with pytest.raises(ChorusError) as crashed:
+            await asker.call("node-a", "crash", {})
+        assert (crashed.value.status, crashed.value.code) == (500, "internal_error")
+        assert "a bug" not in crashed.value.message
+        with pytest.raises(ChorusError) as unknown:
+            await asker.call("node-a", "nothing", {})
+        assert (unknown.value.status, unknown.value.code) == (501, "unknown_request")
+
+        # Nobody listens for node-c: a 503 after the timeout, not a hang.
+        started = time.monotonic()
+        with pytest.raises(NodeUnreachable) as silent:
+            await asker.call("node-c", "echo", {})
+        assert 0.4 < time.monotonic() - started < 2
+        assert (silent.value.status, silent.value.code) == (503, "node_unreachable")
+    finally:
+        await asker.close()
+        await carrier.close()
+    with pytest.raises(NodeUnreachable):  # a closed endpoint asks nothing more
+        await asker.call("node-a", "echo", {})
+
+
+async def test_a_request_for_a_node_known_gone_fails_at_once(make_bus):
+    async def alive(node: str) -> bool:
+        return node != "node-a"
+
+    carrier = NodeRpc(await make_bus(), "node-a")
+    asker = NodeRpc(await make_bus(), "node-b", alive=alive, timeout_s=5)
+
+    async def echo(args):
+        return args
+
+    carrier.handle("echo", echo)
+    await carrier.start()
+    await asker.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(NodeUnreachable):
+            await asker.call("node-a", "echo", {})
+        assert time.monotonic() - started < 0.5  # not the 5 s timeout
+    finally:
+        await asker.close()
+        await carrier.close()
+
+
+# ------------------------------------------------- a call placed on one node, served by another
+
+
+@contextlib.asynccontextmanager
+async def ringing_across_nodes(node_a, node_b):
+    """Alice's app on node A calls bob, whose phone is on node B, and bob's phone rings. The
+    call is carried by A: its legs, timers and lock live there. Yields alice and bob (their
+    requests go to A and B), alice's app socket, bob's phone socket, alice's peer, the call."""
+    alice = node_a.client()
+    bob = node_b.client()
+    caller = SinePeer(CALLER_HZ)
+    try:
+        await alice.sign_up("alice")
+        await bob.sign_up("bob")
+        alice_app = await alice.events("app")
+        bob_phone = await bob.events("phone")
+        bob_id = (await bob.ok("GET", "/v1/me"))["id"]
+
+        async def a_sees_the_phone() -> bool:
+            return "phone" in await node_a.runtime.calls.presence.devices(bob_id)
+
+        await until(a_sees_the_phone)
+        body = {"to": "bob", "sdp": await caller.offer()}
+        created = await alice.ok("POST", "/v1/calls", 201, json=body)
+        await caller.accept_answer(created["sdp"])
+        call_id = created["call_id"]
+        await bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
+        live = await node_b.runtime.calls.registry.get(call_id)
+        assert live.node == node_a.runtime.nodes.node_id
+        yield SimpleNamespace(
+            alice=alice,
+            bob=bob,
+            alice_app=alice_app,
+            bob_phone=bob_phone,
+            caller=caller,
+            call_id=call_id,
+        )
+    finally:
+        await caller.close()
+        await alice.close()
+        await bob.close()
+
+
+async def test_the_callee_answers_keys_and_hangs_up_through_another_node(
+    tmp_path, redis_server, postgres_server
+):
+    """Every request bob makes lands on node B; node A carries the call and runs them:
+    two-way audio, keys, hang-up and history as on one node."""
+    async with (
+        two_nodes(tmp_path, redis_server, postgres_server) as (node_a, node_b),
+        ringing_across_nodes(node_a, node_b) as call,
+    ):
+        alice, bob, alice_app, bob_phone = call.alice, call.bob, call.alice_app, call.bob_phone
+        path = f"/v1/calls/{call.call_id}"
+        alice_b = node_b.client(alice.token)
+        callee, intruder = SinePeer(CALLEE_HZ), SinePeer(440)
+        try:
+            # A's refusals come back through B exactly as A gives them.
+            for client, suffix, body, status, code in [
+                (bob, "/answer", {"sdp": "garbage"}, 400, "bad_sdp"),
+                (alice_b, "/decline", None, 403, "not_allowed"),
+                (bob, "/dtmf", {"digits": "1"}, 409, "call_not_answered"),
+            ]:
+                response = await client.request("POST", path + suffix, json=body)
+                assert response.status_code == status, response.text
+                assert response.json()["error"]["code"] == code
+
+            body = {"sdp": await callee.offer(), "device_id": bob_phone.device_id}
+            answered = await bob.ok("POST", path + "/answer", json=body)
+            await callee.accept_answer(answered["sdp"])
+            # Bob's media leg was opened by A (the answer SDP is A's), beside alice's.
+            assert node_a.runtime.calls.open_legs == 2
+            assert node_b.runtime.calls.open_legs == 0
+            await alice_app.state(call.call_id, "answered")
+            await bob_phone.state(call.call_id, "answered")
+            await callee.wait_for_audio(CALLER_HZ, timeout=20)
+            await call.caller.wait_for_audio(CALLEE_HZ, timeout=20)
+
+            body = {"sdp": await intruder.offer()}
+            response = await bob.request("POST", path + "/answer", json=body)
+            assert response.status_code == 409, response.text
+            assert response.json()["error"]["code"] == "call_not_ringing"
+
+            await bob.ok("POST", path + "/dtmf", json={"digits": "42#"})
+            dtmf = await alice_app.next("call.dtmf", lambda e: e["call_id"] == call.call_id)
+            assert dtmf["digits"] == "42#" and dtmf["from"] == "bob"
+
+            await bob.ok("POST", path + "/hangup")
+            assert (await alice_app.state(call.call_id, "ended"))["reason"] == "completed"
+            assert (await bob_phone.state(call.call_id, "ended"))["reason"] == "completed"
+            assert node_a.runtime.calls.open_legs == 0
+            response = await bob.request("POST", path + "/hangup")
+            assert response.status_code == 409, response.text
+            assert response.json()["error"]["code"] == "call_ended"
+            # The record is final, read through either node by either party.
+            for client in (alice, node_a.client(bob.token), alice_b, bob):
+                history = await client.ok("GET", "/v1/calls")
+                assert [(c["call_id"], c["from"], c["to"]) for c in history] == [
+                    (call.call_id, "alice", "bob")
+                ]
+                assert (history[0]["state"], history[0]["reason"]) == ("ended", "completed")
+                assert history[0]["answered_at"] and history[0]["ended_at"]
+        finally:
+            await callee.close()
+            await intruder.close()
+
+
+async def test_a_decline_through_another_node_ends_the_call_declined(
+    tmp_path, redis_server, postgres_server
+):
+    async with (
+        two_nodes(tmp_path, redis_server, postgres_server) as (node_a, node_b),
+        ringing_across_nodes(node_a, node_b) as call,
+    ):
+        # Bob's tablet comes online on B while the call rings: A, which carries the call,
+        # notes it among the ringing devices (so it is told when the call ends).
+        tablet = await call.bob.events("tablet")
+        await tablet.next("call.incoming", lambda e: e["call_id"] == call.call_id)
+
+        async def tablet_rings() -> bool:
+            live = await node_a.runtime.calls.registry.get(call.call_id)
+            return "tablet" in live.call.ringing
+
+        await until(tablet_rings)
+        await call.bob.ok("POST", f"/v1/calls/{call.call_id}/decline")
+        assert (await call.alice_app.state(call.call_id, "ended"))["reason"] == "declined"
+        for device in (call.bob_phone, tablet):
+            assert (await device.state(call.call_id, "ended"))["reason"] == "declined"
+        assert node_a.runtime.calls.open_legs == 0
+        for client in (call.bob, node_a.client(call.alice.token)):
+            view = await client.ok("GET", f"/v1/calls/{call.call_id}")
+            assert (view["state"], view["reason"]) == ("ended", "declined")
+
+
+async def test_a_request_for_a_call_of_a_node_that_stopped_is_a_503_within_seconds(
+    tmp_path, redis_server, postgres_server
+):
+    """Node A stops answering (frozen: its heartbeat still fresh), then is gone (its heartbeat
+    key too). Bob's requests through B get 503 `node_unreachable`, never a hang; then B's
+    sweeper ends the call (`failed`)."""
+    async with (
+        two_nodes(tmp_path, redis_server, postgres_server) as (node_a, node_b),
+        ringing_across_nodes(node_a, node_b) as call,
+    ):
+        path = f"/v1/calls/{call.call_id}/decline"
+        sweepers = node_b.runtime.nodes.sweepers
+        try:
+            await node_a.runtime.rpc.close()  # frozen: no answers
+            started = time.monotonic()
+            response = await call.bob.request("POST", path)
+            took = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "node_unreachable"
+            assert took < 8, took  # the 5 s timeout
+
+            node_b.runtime.nodes.sweepers = []  # B must not end the call before the request
+            await node_a.runtime.nodes.close()  # gone: no more heartbeat
+            started = time.monotonic()
+            response = await call.bob.request("POST", path)
+            took = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "node_unreachable"
+            assert took < 1, took  # told by the missing heartbeat: no waiting
+        finally:
+            node_b.runtime.nodes.sweepers = sweepers
+        ended = await call.bob_phone.state(call.call_id, "ended", timeout=15)
+        assert ended["reason"] == "failed"

@@ -3,7 +3,8 @@
 It loads a call from the live registry, steps the pure machine under the call's lock, stores
 the result and carries out the commands: events to devices, timers, media legs, history.
 Media legs, timers and locks are resources of this process; the call state itself lives in
-the bus so other nodes can see it."""
+the bus so other nodes can see it. A request about a call another node carries is run there
+(`voice.calls.forward`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from voice.bus import Bus
+from voice.calls import forward
 from voice.calls import machine as m
 from voice.calls.progress import ProgressTones
 from voice.calls.registry import CallRegistry, LiveCall
@@ -27,6 +29,7 @@ from voice.media.opus import OpusClip
 from voice.metrics import Metrics
 from voice.ports import Dialer, DtmfListener, RingbackSource, ServiceDesk
 from voice.presence import Presence
+from voice.rpc import NodeRpc
 from voice.store import CallInfo, Store, UserInfo
 
 log = logging.getLogger("chorus.calls")
@@ -87,6 +90,7 @@ class CallController:
     ):
         self.node = node
         self.dialer: Dialer | None = None  # calls to SIP addresses (set when SIP is on)
+        self.rpc: NodeRpc | None = None  # requests to the other nodes (set by `serve_nodes`)
         self.store = store
         self.bus = bus
         self.registry = CallRegistry(bus)
@@ -362,6 +366,10 @@ class CallController:
                 await self._step(live, m.Hangup(m.Party.CALLEE))
 
     async def answer(self, user: UserInfo, call_id: str, offer_sdp: str, device: str | None) -> str:
+        if node := await self._carried_elsewhere(user, call_id):
+            return await self._forward(
+                node, "answer", user, call_id, offer_sdp=offer_sdp, device=device
+            )
         async with self._lock(call_id):
             live = await self._live_for(user, call_id)
             event = m.Answer(live.call.party_of(user.id), device, user.id)  # type: ignore[arg-type]
@@ -380,14 +388,24 @@ class CallController:
             return leg.answer_sdp
 
     async def decline(self, user: UserInfo, call_id: str) -> None:
+        if node := await self._carried_elsewhere(user, call_id):
+            await self._forward(node, "decline", user, call_id)
+            return
         await self._request(user, call_id, lambda party: m.Decline(party))
 
     async def hangup(self, user: UserInfo, call_id: str) -> None:
+        if node := await self._carried_elsewhere(user, call_id):
+            await self._forward(node, "hangup", user, call_id)
+            return
         await self._request(user, call_id, lambda party: m.Hangup(party))
 
     async def send_dtmf(self, user: UserInfo, call_id: str, digits: str) -> None:
         if not DTMF.match(digits):
             raise BadRequest("digits are 1-32 of 0-9 * # A-D", code="bad_digits")
+        if node := await self._carried_elsewhere(user, call_id):
+            # There the keys reach the call's service or ringback, which live with its legs.
+            await self._forward(node, "send_dtmf", user, call_id, digits=digits)
+            return
         live = await self._live_for(user, call_id)
         call = live.call
         party = call.party_of(user.id)
@@ -426,10 +444,7 @@ class CallController:
         for live in await self.registry.calls_of(user.id):
             call = live.call
             if call.state is m.CallState.RINGING and call.callee == user.id:
-                async with self._lock(call.call_id):
-                    current = await self.registry.get(call.call_id)
-                    if current is not None:
-                        await self._step(current, m.DeviceJoined(device))
+                await self.device_moved(call.call_id, device, joined=True)
                 snapshot.append(_incoming(live))
             snapshot.append(_state(call))
         return snapshot
@@ -438,10 +453,25 @@ class CallController:
         await self.presence.disconnect(user.id, device)
         for live in await self.registry.calls_of(user.id):
             if live.call.callee == user.id and device in live.call.ringing:
-                async with self._lock(live.call.call_id):
-                    current = await self.registry.get(live.call.call_id)
-                    if current is not None:
-                        await self._step(current, m.DeviceLeft(device))
+                await self.device_moved(live.call.call_id, device, joined=False)
+
+    async def device_moved(self, call_id: str, device: str, *, joined: bool) -> None:
+        """A device of the callee came or went: the call's ringing devices change on the node
+        that carries the call, under its lock (a step here could undo a step made there)."""
+        live = await self.registry.get(call_id)
+        if live is None:
+            return
+        if self.rpc is not None and live.node not in (None, self.node):
+            try:
+                await forward.device_moved(self.rpc, live.node, call_id, device, joined)
+            except ChorusError as exc:  # that node is gone: the sweeper ends its call
+                CallLog(log, {"call_id": call_id}).warning("device %s not noted: %s", device, exc)
+            return
+        async with self._lock(call_id):
+            current = await self.registry.get(call_id)
+            if current is not None:
+                event = m.DeviceJoined(device) if joined else m.DeviceLeft(device)
+                await self._step(current, event)
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -502,6 +532,28 @@ class CallController:
         return sum(len(legs) for legs in self._legs.values())
 
     # -------------------------------------------------------------------------- helpers
+
+    def serve_nodes(self, rpc: NodeRpc) -> None:
+        """Forwards requests about other nodes' calls through `rpc`, and serves theirs."""
+        self.rpc = rpc
+        forward.serve(rpc, self)
+
+    async def _carried_elsewhere(self, user: UserInfo, call_id: str) -> str | None:
+        """The node carrying this call of `user`'s, when it is not this one. A call the user
+        is no party to is not forwarded: it is refused here as it would be there."""
+        if self.rpc is None:
+            return None
+        live = await self.registry.get(call_id)
+        if live is None or live.node in (None, self.node) or live.call.party_of(user.id) is None:
+            return None
+        return live.node
+
+    async def _forward(
+        self, node: str, what: str, user: UserInfo, call_id: str, **args: Any
+    ) -> Any:
+        assert self.rpc is not None
+        CallLog(log, {"call_id": call_id}).debug("%s by %s: forwarded to %s", what, user.id, node)
+        return await forward.request(self.rpc, node, what, user, call_id, **args)
 
     async def _resolve(self, caller: UserInfo | None, to: str) -> UserInfo:
         if to.startswith("hotline:"):
