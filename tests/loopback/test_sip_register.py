@@ -151,11 +151,15 @@ async def test_a_registered_desk_phone_rings_with_the_app_and_answers(
             )
             await peer.wait_connected()
             await peer.wait_for_audio(500, timeout=15)  # the phone's tone reaches alice
+            await alice.ok("POST", f"/v1/calls/{call_id}/dtmf", json={"digits": "5#"})
             await asyncio.sleep(2.0)  # the phone hears alice's 880 Hz meanwhile
             await alice.ok("POST", f"/v1/calls/{call_id}/hangup")
             view = await alice.ok("GET", f"/v1/calls/{call_id}")
             assert view["state"] == "ended" and view["reason"] == "completed"
             await phone.stop()
+            # alice's keys reached the phone as RFC 4733 telephone-events
+            assert "received event: '5' (end=1)" in phone.log()
+            assert "received event: '#' (end=1)" in phone.log()
             heard, rate = phone.heard()
             assert len(heard) > rate, phone.log()[-2000:]
             assert band_energy(heard[-2 * rate :], rate, 880, 60) > 0.3

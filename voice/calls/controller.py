@@ -420,6 +420,9 @@ class CallController:
         if call.state is not m.CallState.ANSWERED:
             raise Conflict("digits can be sent once the call is answered", code="call_not_answered")
         other = m.Party.CALLEE if party is m.Party.CALLER else m.Party.CALLER
+        far = self._legs.get(call_id, {}).get(other)
+        if hasattr(far, "send_dtmf"):  # a phone: the keys go to it as RFC 4733 events
+            far.send_dtmf(digits)
         event = {"type": "call.dtmf", "call_id": call_id, "digits": digits, "from": user.username}
         await self.bus.publish(self._channel(live, other), event)
 
