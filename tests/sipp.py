@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
+
 from tests.sip_peers import free_udp_port
+from voice.media import g711
+
+UAC_PCMU = Path(__file__).resolve().parents[1] / "bench" / "sip" / "uac_pcmu.xml"
 
 HEAD = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: "sipp" <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -53,17 +58,35 @@ def scenario(*parts: str) -> str:
     )
 
 
+def write_pcmu_wav(path: Path, freq: float, seconds: float) -> None:
+    """A PCMU WAV for sipp's rtp_stream (a sine; 0 Hz: silence)."""
+    t = np.arange(round(8000 * seconds)) / 8000
+    data = g711.encode("pcmu", np.round(np.sin(2 * np.pi * freq * t) * 0.4 * 32767))
+    fmt = (7).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
+    fmt += (8000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (8).to_bytes(2, "little")
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+    body += b"data" + len(data).to_bytes(4, "little") + data
+    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+
+
 async def run(
-    workdir: Path, xml: str, service: str, sip_port: int, *extra: str, timeout: float = 60
+    workdir: Path,
+    xml: str,
+    service: str,
+    sip_port: int,
+    *extra: str,
+    calls: int = 1,
+    timeout: float = 60,
 ) -> tuple[int, str]:
-    """Run one call of `xml` against 127.0.0.1:`sip_port`; (exit code, sipp's error log)."""
+    """Run `calls` calls of `xml` (all at once) against 127.0.0.1:`sip_port`; (exit code,
+    sipp's error log)."""
     path = workdir / f"{service}-{free_udp_port()}.xml"
     path.write_text(xml)
     errors = path.with_suffix(".err")
     process = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(path), "-s", service, f"127.0.0.1:{sip_port}",
         "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mi", "127.0.0.1",
-        "-mp", str(free_udp_port() & ~1), "-m", "1", "-l", "1", "-nostdin",
+        "-mp", str(free_udp_port() & ~1), "-m", str(calls), "-l", str(calls), "-nostdin",
         "-timeout", str(int(timeout)), "-trace_err", "-error_file", str(errors), *extra,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=workdir,
     )  # fmt: skip

@@ -97,3 +97,69 @@ async def test_rfc_4733_keys_from_a_phone_drive_the_hotline(start_service, tmp_p
             await asyncio.sleep(0.1)
         # Key 1 at the main menu, heard once (in-band detection is off: only RFC 4733).
         assert stats["options_chosen"].get("main:1") == 1, stats
+
+
+def _reinvite(cseq: int, direction: str, expect: str) -> str:
+    """A re-INVITE putting the call on hold (sendonly) or back (sendrecv); the 200 must
+    answer with `expect` (recvonly / sendrecv)."""
+    body = sipp.SDP.replace(
+        "      a=fmtp:101 0-15\n", f"      a=fmtp:101 0-15\n      a={direction}\n"
+    )
+    return (
+        sipp.request("INVITE", cseq, body=body, in_dialog=True)
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="200"><action>'
+        + f'<ereg regexp="a={expect}" search_in="body" check_it="true" assign_to="dummy"/>'
+        + "</action></recv>\n"
+        + sipp.request("ACK", cseq, in_dialog=True, retrans=False)
+    )
+
+
+async def test_hold_unhold_and_session_timers_are_answered(start_service, tmp_path):
+    sip_port = free_udp_port()
+    async with start_service(sip_port=sip_port) as svc:
+        timers = "\n      Supported: timer\n      Session-Expires: 120;refresher=uac"
+        xml = sipp.scenario(
+            sipp.request("INVITE", 1, body=sipp.SDP, extra=timers),
+            '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+            '  <recv response="183" optional="true"/>\n'
+            '  <recv response="200"><action>'
+            '<ereg regexp="[0-9]+" search_in="hdr" header="Session-Expires:" check_it="true" '
+            'assign_to="expires"/></action></recv>\n',
+            sipp.request("ACK", 1, in_dialog=True, retrans=False),
+            '  <pause milliseconds="1000"/>\n',
+            _reinvite(2, "sendonly", "recvonly"),  # hold
+            '  <pause milliseconds="1000"/>\n',
+            _reinvite(3, "sendrecv", "sendrecv"),  # and back
+            '  <pause milliseconds="500"/>\n',
+            # (sipp wants every variable used: echo what the checks matched)
+            sipp.request("BYE", 4, in_dialog=True, extra="\n      X-Seen: [$expires] [$dummy]"),
+            '  <recv response="200" crlf="true"/>\n',
+        )
+        code, errors = await sipp.run(tmp_path, xml, "114", sip_port)
+        assert code == 0, errors[-3000:]
+        assert svc.runtime.sip.pool.crashed == 0
+
+
+async def test_twenty_concurrent_sip_calls_with_media(start_service, tmp_path):
+    """CI-sized load (the benchmark goes to 100+): 20 sipp calls streaming PCMU to the
+    hotline at once, all answered with media both ways, all ended cleanly."""
+    sip_port = free_udp_port()
+    async with start_service(sip_port=sip_port, sip_rate_per_source=1000) as svc:
+        wav = tmp_path / "tone.wav"
+        sipp.write_pcmu_wav(wav, 440, 12)
+        xml = sipp.UAC_PCMU.read_text().replace("__WAV__", str(wav))
+        options = ("-r", "10", "-d", "8000")
+        run = asyncio.create_task(
+            sipp.run(tmp_path, xml, "114", sip_port, *options, calls=20, timeout=90)
+        )
+        most = 0
+        while not run.done():
+            with_media = sum(1 for leg in svc.runtime.sip.legs if leg.media.is_set())
+            most = max(most, with_media)
+            await asyncio.sleep(0.2)
+        code, errors = await run
+        assert code == 0, errors[-3000:]
+        assert most == 20
+        stats = await svc.client(ADMIN_KEY).ok("GET", "/v1/hotlines/114/stats")
+        assert stats["calls"] == 20

@@ -7,12 +7,10 @@ import asyncio
 import time
 from pathlib import Path
 
-import numpy as np
-
 from tests.audio import band_energy
 from tests.peers import SinePeer
 from tests.sip_peers import Baresip, free_udp_port
-from voice.media import g711
+from tests.sipp import write_pcmu_wav
 
 HEADERS = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: "Desk 12" <sip:desk12@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -67,16 +65,6 @@ def pin_scenario(wav: Path, pins: list[str], talk_ms: int) -> str:
         + "".join(parts)
         + "</scenario>\n"
     )
-
-
-def write_pcmu_wav(path: Path, freq: float, seconds: float) -> None:
-    t = np.arange(round(8000 * seconds)) / 8000
-    data = g711.encode("pcmu", np.round(np.sin(2 * np.pi * freq * t) * 0.4 * 32767))
-    fmt = (7).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-    fmt += (8000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (8).to_bytes(2, "little")
-    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
-    body += b"data" + len(data).to_bytes(4, "little") + data
-    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
 
 
 async def join_webrtc(client, room_id: str, peer: SinePeer, **extra) -> str:
