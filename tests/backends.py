@@ -55,7 +55,7 @@ class RedisServer:
     """`redis-server` without persistence: a restart loses every key, like a real crash of an
     unpersisted Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, replica_of: int | None = None) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
@@ -63,6 +63,7 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="chorus-redis-")
         self.process: subprocess.Popen | None = None
+        self.replica_of = replica_of  # a master's port: this one replicates it
 
     @property
     def url(self) -> str:
@@ -71,6 +72,7 @@ class RedisServer:
     def start(self) -> None:
         # The port may still be held for a moment by the process just killed.
         deadline = time.monotonic() + START_TIMEOUT_S
+        replication = ["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []
         while True:
             self.process = subprocess.Popen(
                 [
@@ -81,6 +83,7 @@ class RedisServer:
                     "--appendonly", "no",
                     "--dir", self.dir,
                     "--loglevel", "warning",
+                    *replication,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -103,6 +106,43 @@ class RedisServer:
 
     def close(self) -> None:
         self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelServer:
+    """A Redis Sentinel watching the master at 127.0.0.1:`master_port` as `name`, tuned to fail
+    over within seconds (quorum 1: the only sentinel decides)."""
+
+    def __init__(self, master_port: int, name: str = "chorus") -> None:
+        binary = redis_binary()
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        self.binary = binary
+        self.name = name
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="chorus-sentinel-")
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as conf:  # the sentinel rewrites it: a file of its own
+            conf.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n"
+                f"sentinel down-after-milliseconds {name} 1000\n"
+                f"sentinel failover-timeout {name} 5000\n"
+            )
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, self.conf, "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_port(self.port, self.process, 10)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

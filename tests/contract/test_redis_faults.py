@@ -9,7 +9,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from tests.backends import RedisServer
+from tests.backends import RedisServer, SentinelServer
 from tests.waiting import next_message, until
 from voice.bus.redis import RedisBus
 from voice.errors import Unavailable
@@ -144,3 +144,66 @@ async def test_keys_keep_their_hash_tags_behind_the_prefix(redis_server: RedisSe
 def test_a_prefix_cannot_break_the_hash_tags():
     with pytest.raises(ValueError):
         RedisBus("redis://127.0.0.1:1/0", prefix="{x}")
+
+
+async def test_through_sentinel_a_failover_to_the_replica_is_survived():
+    """`redis+sentinel://`: the master dies, the sentinel promotes its replica, and the bus
+    carries on against the new master (commands and events), keeping replicated state."""
+    master = RedisServer()
+    master.start()
+    replica = RedisServer(replica_of=master.port)
+    sentinel = SentinelServer(master.port)
+    bus = None
+    try:
+        replica.start()
+        sentinel.start()
+        watcher = Redis(port=sentinel.port)
+        try:
+            await until(lambda: _knows_replica(watcher, sentinel.name), timeout=20, every=0.2)
+        finally:
+            await watcher.aclose()
+        bus = await started(f"redis+sentinel://127.0.0.1:{sentinel.port}/{sentinel.name}")
+        await bus.put("call:{x}", {"n": 1})
+        direct = Redis(port=replica.port)
+        try:
+            await until(lambda: _has(direct, "t:call:{x}"), timeout=10, every=0.1)
+        finally:
+            await direct.aclose()
+        events = await bus.subscribe("user:{u}")
+
+        master.kill()  # down after 1 s, then the sentinel fails over to the replica
+
+        async def works_again() -> bool:
+            try:
+                await bus.put("probe:{p}", {"ok": True})
+                return True
+            except Unavailable:
+                return False
+
+        started_at = time.monotonic()
+        await until(works_again, timeout=30, every=0.2)
+        print(f"failover survived in {time.monotonic() - started_at:.1f} s")
+        assert await bus.get("call:{x}") == {"n": 1}  # replicated before the master died
+
+        async def delivered() -> bool:
+            try:
+                await bus.publish("user:{u}", {"after": "failover"})
+                return await next_message(events, timeout=0.5) == {"after": "failover"}
+            except (Unavailable, TimeoutError):
+                return False
+
+        await until(delivered, timeout=20, every=0.2)  # the reader resubscribed there
+    finally:
+        if bus is not None:
+            await bus.close()
+        sentinel.close()
+        replica.close()
+        master.close()
+
+
+async def _knows_replica(watcher: Redis, name: str) -> bool:
+    return len(await watcher.sentinel_slaves(name)) > 0
+
+
+async def _has(client: Redis, key: str) -> bool:
+    return await client.get(key) is not None

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
@@ -94,8 +95,9 @@ class RedisSubscription:
 
 
 class RedisBus:
-    """`Bus` over Redis (standalone). `url` is a redis-py URL: `redis://[:password@]host:port/db`,
-    `rediss://` for TLS, `unix:///path/to/socket`."""
+    """`Bus` over Redis. `url` is a redis-py URL (`redis://[:password@]host:port/db`,
+    `rediss://` for TLS, `unix:///path/to/socket`), or `redis+sentinel://h1:26379,h2:26379/
+    <master name>[/db]` for a Redis watched by Sentinel (failover to a replica)."""
 
     def __init__(
         self,
@@ -115,14 +117,23 @@ class RedisBus:
         self._backoff = (backoff_min_s, backoff_max_s)
         self._ping_every_s = ping_every_s
         socket_timeout = max(0.5, min(2.0, timeout_s / 2))
-        self._redis: Redis = Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(ExponentialWithJitterBackoff(base=backoff_min_s, cap=0.5), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=30,
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "retry": Retry(ExponentialWithJitterBackoff(base=backoff_min_s, cap=0.5), retries=2),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+            "health_check_interval": 30,
+        }
+        self._sentinel = _sentinel_of(url)
+        if self._sentinel is not None:
+            # Sentinel: every connection (commands and the pub/sub reader alike) asks the
+            # sentinels for the current master when it connects, so after a failover the
+            # reconnect logic below lands on the new master by itself.
+            sentinels, master, db = self._sentinel
+            watcher = Sentinel(sentinels, socket_timeout=socket_timeout)
+            self._redis = watcher.master_for(master, db=db, **options)
+        else:
+            self._redis = Redis.from_url(url, **options)
         self._add_member = self._redis.register_script(_ADD_MEMBER)
         self._members = self._redis.register_script(_MEMBERS)
         # pub/sub: what the process wants (channel -> local subscriptions), and what Redis
@@ -336,6 +347,9 @@ class RedisBus:
         self._waiters.clear()
 
     def _where(self) -> str:
+        if self._sentinel is not None:
+            sentinels, master, _ = self._sentinel
+            return f"master {master!r} of sentinels {', '.join(f'{h}:{p}' for h, p in sentinels)}"
         kwargs = self._redis.connection_pool.connection_kwargs
         if "path" in kwargs:
             return str(kwargs["path"])
@@ -381,6 +395,25 @@ class RedisBus:
                 return await command
         except _UNREACHABLE as exc:
             raise Unavailable("live state (Redis) is not reachable, try again shortly") from exc
+
+
+def _sentinel_of(url: str) -> tuple[list[tuple[str, int]], str, int] | None:
+    """`redis+sentinel://host:26379,host2:26379/<master name>[/<db>]`: the sentinels, the
+    master's name and the database; None for any other URL."""
+    prefix = "redis+sentinel://"
+    if not url.startswith(prefix):
+        return None
+    hosts, _, path = url[len(prefix) :].partition("/")
+    name, _, db = path.partition("/")
+    sentinels = []
+    for host in hosts.split(","):
+        address, _, port = host.rpartition(":")
+        if not address or not port.isdigit():
+            raise ValueError(f"a sentinel is host:port, not {host!r}")
+        sentinels.append((address, int(port)))
+    if not name:
+        raise ValueError("name the master: redis+sentinel://host:26379/<master name>")
+    return sentinels, name, int(db) if db.isdigit() else 0
 
 
 def _dump(message: Message) -> str:
