@@ -2,7 +2,7 @@
 # Installs the Debian packages Chorus needs when they are missing (a fresh machine or CI).
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
-PACKAGES=(libopus0 espeak-ng chromium sip-tester baresip redis-server postgresql nginx)
+PACKAGES=(libopus0 espeak-ng chromium sip-tester baresip linphone-cli redis-server postgresql nginx)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

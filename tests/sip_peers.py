@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import wave
@@ -123,6 +124,68 @@ class Baresip:
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+
+
+class Linphone:
+    """linphonec (Debian linphone-cli) driven through its stdin: it registers with digest,
+    answers by itself, says a sine from a WAV and records what it hears."""
+
+    def __init__(self, workdir: Path, freq: float, seconds: float) -> None:
+        self.dir = workdir
+        (self.dir / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
+        self.port = free_udp_port()
+        write_wav(self.dir / "say.wav", sine(freq, seconds, 8000, 0.4))
+        self.recording = self.dir / "heard.wav"
+        rtp = 43000 + (self.port % 300) * 20
+        (self.dir / "linphonerc").write_text(
+            f"[sip]\nsip_port={self.port}\nsip_tcp_port=0\nsip_tls_port=0\nipv6_enabled=0\n"
+            f"[rtp]\naudio_rtp_port={rtp}-{rtp + 19}\n"
+            "[video]\ncapture=0\ndisplay=0\n[sound]\nechocancellation=0\n"
+        )
+        self.process: asyncio.subprocess.Process | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("linphonec") is not None
+
+    async def start(self, *commands: str) -> None:
+        log = (self.dir / "out.log").open("wb")
+        self.process = await asyncio.create_subprocess_exec(
+            "linphonec", "-c", str(self.dir / "linphonerc"), "-d", "0",
+            stdin=asyncio.subprocess.PIPE, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "HOME": str(self.dir)},
+        )  # fmt: skip
+        log.close()
+        await self.send(
+            "soundcard use files", f"play {self.dir / 'say.wav'}", f"record {self.recording}",
+            *commands,
+        )  # fmt: skip
+
+    async def send(self, *commands: str) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        for command in commands:
+            self.process.stdin.write(command.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    def heard(self) -> tuple[np.ndarray, int]:
+        if not self.recording.exists():
+            return np.zeros(0, np.int16), 8000
+        return read_wav(self.recording)
+
+    def log(self) -> str:
+        path = self.dir / "out.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            await self.send("terminate", "quit")
+            await asyncio.wait_for(self.process.wait(), 5)
+        if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
             await self.process.wait()

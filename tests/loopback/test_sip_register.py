@@ -11,7 +11,7 @@ import pytest
 
 from tests.audio import band_energy
 from tests.peers import SinePeer
-from tests.sip_peers import Baresip, account, free_udp_port
+from tests.sip_peers import Baresip, Linphone, account, free_udp_port
 from voice.sip import digest
 
 
@@ -163,6 +163,53 @@ async def test_a_registered_desk_phone_rings_with_the_app_and_answers(
             heard, rate = phone.heard()
             assert len(heard) > rate, phone.log()[-2000:]
             assert band_energy(heard[-2 * rate :], rate, 880, 60) > 0.3
+        finally:
+            await peer.close()
+            await phone.stop()
+            await bob.close()
+            await alice.close()
+
+
+async def test_linphone_registers_with_digest_and_is_reached_through_it(start_service, tmp_path):
+    sip_port = free_udp_port()
+    async with start_service(sip_port=sip_port) as svc:
+        bob = await svc.client().sign_up("bob")
+        await bob.ok("PUT", "/v1/me/sip-password", json={"password": "bob-linphone-pw"})
+        bob_id = (await bob.ok("GET", "/v1/me"))["id"]
+        alice = await svc.client().sign_up("alice")
+        alice_events = await alice.events()
+        phone = Linphone(tmp_path / "linphone", freq=500, seconds=30)
+        server = f"sip:127.0.0.1:{sip_port}"
+        await phone.start(
+            "autoanswer enable", f"register sip:bob@127.0.0.1:{sip_port} {server} bob-linphone-pw"
+        )
+        peer = SinePeer(880)
+        try:
+            for _ in range(150):
+                if await svc.runtime.sip.phones(bob_id):
+                    break
+                await asyncio.sleep(0.1)
+            assert await svc.runtime.sip.phones(bob_id), phone.log()[-2000:]
+            placed = await alice.ok(
+                "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
+            )
+            call_id = placed["call_id"]
+            await peer.accept_answer(placed["sdp"])
+            await alice_events.next(
+                "call.state",
+                lambda e: e["call_id"] == call_id and e["state"] == "answered",
+                timeout=20,
+            )
+            await peer.wait_connected()
+            await peer.wait_for_audio(500, timeout=15)  # linphone's tone reaches alice
+            await asyncio.sleep(2.0)  # linphone records alice meanwhile
+            await alice.ok("POST", f"/v1/calls/{call_id}/hangup")
+            view = await alice.ok("GET", f"/v1/calls/{call_id}")
+            assert view["state"] == "ended" and view["reason"] == "completed"
+            await phone.stop()
+            heard, rate = phone.heard()
+            assert len(heard) > rate, phone.log()[-2000:]
+            assert band_energy(heard, rate, 880, 60) > 0.3
         finally:
             await peer.close()
             await phone.stop()
