@@ -138,6 +138,11 @@ class Runtime:
         # Requests about a call carried by another node are run there (its legs, timers, lock).
         rpc = NodeRpc(bus, nodes.node_id, alive=nodes.alive)
         calls.serve_nodes(rpc)
+        # A room's legs, mixer and recorder live on the node mixing it: requests that need
+        # them are run there. Hotline callers wait on their call's node: an agent freed on
+        # another node has those nodes offer them.
+        rooms.serve_nodes(rpc)
+        hotline.agents.serve_nodes(rpc)
         await rpc.start()
         await nodes.start()
         return cls(

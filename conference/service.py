@@ -9,6 +9,11 @@ room) is in the bus; legs, channels, encoders and recorders are this process's r
 A WebRTC participant is reserved in the room before its peer connection is made (so
 concurrent joins cannot overfill it) and announced once its leg is attached; one that does
 not connect within `connect_timeout_s`, or whose connection fails or closes, is removed.
+
+With several nodes, a room is mixed by the node that created it (or took it over when that
+node died): a request that needs its media or its lock and lands on another node is run on
+the mixing node (`conference.forward`); only a SIP caller, whose leg is where the call
+arrived, must reach the mixing node itself.
 """
 
 from __future__ import annotations
@@ -20,17 +25,19 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from conference import forward
 from conference import room as rules
 from conference.engine import EngineConfig, RoomEngine
 from conference.recording import RecordingInfo, RecordingStore, RoomRecorder
 from conference.room import RTP, SIP, WEBRTC, Actor, Participant, Room
 from voice.bus import Bus
-from voice.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
+from voice.errors import BadRequest, ChorusError, Conflict, Forbidden, NotFound, Unavailable
+from voice.rpc import NodeRpc
 
 log = logging.getLogger("chorus.rooms")
 
@@ -102,6 +109,15 @@ class RoomView:
     speaking: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RecordingFile:
+    """A recording and where it is: a file here (`path`), or on another node (`node`)."""
+
+    info: RecordingInfo
+    path: Path | None = None
+    node: str | None = None
+
+
 def _key(room_id: str) -> str:
     return f"room:{{{room_id}}}"
 
@@ -112,6 +128,11 @@ def _speaking_key(room_id: str) -> str:
 
 def _rooms_of(user_id: str) -> str:
     return f"rooms-of:{{{user_id}}}"
+
+
+def _recorded_on(room_id: str) -> str:
+    """The nodes holding recordings of the room (in their data dirs); kept after it ends."""
+    return f"room:{{{room_id}}}:recorded-on"
 
 
 ALL_ROOMS = "rooms:all"
@@ -144,6 +165,7 @@ class RoomService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.rpc: NodeRpc | None = None  # the other nodes (set by `serve_nodes`)
 
     # ------------------------------------------------------------------ rooms
 
@@ -214,6 +236,17 @@ class RoomService:
         if actor.user_id is None:
             message = "join with a user's token (the admin key is nobody)"
             raise Forbidden(message, code="not_allowed")
+        if node := await self._mixed_elsewhere(room_id):  # its leg is made where it is mixed
+            return await self._forward(
+                node,
+                "join_webrtc",
+                actor,
+                room_id,
+                sdp=sdp,
+                pin=pin,
+                display=display,
+                default_display=default_display,
+            )
         name = rules.clean_display(display, default_display)
         participant = Participant(
             "p" + secrets.token_hex(6), name, WEBRTC, actor.user_id, self.clock()
@@ -242,6 +275,20 @@ class RoomService:
         rtcp_mux: bool = False,
         audio_level_id: int | None = None,
     ) -> tuple[Participant, str, int]:
+        if node := await self._mixed_elsewhere(room_id):
+            return await self._forward(
+                node,
+                "join_rtp",
+                actor,
+                room_id,
+                host=host,
+                port=port,
+                codec=codec,
+                payload_type=payload_type,
+                display=display,
+                rtcp_mux=rtcp_mux,
+                audio_level_id=audio_level_id,
+            )
         name = rules.clean_display(display, f"{codec} {host}:{port}")
         participant = Participant(
             "p" + secrets.token_hex(6), name, RTP, actor.user_id, self.clock(), codec=codec
@@ -321,6 +368,8 @@ class RoomService:
             engine_room = self.engine.room(room_id)
             if engine_room is None:
                 self._open_media(room)
+                if room.record:
+                    await self.bus.add_member(_recorded_on(room_id), self.settings.node)
             channel = self.engine.add(room_id, pid, codec, leg, muted=current.muted)
             leg.on_packet = channel.push
             if hasattr(leg, "on_closed"):
@@ -354,7 +403,11 @@ class RoomService:
 
     # ------------------------------------------------------------------ changes
 
+    # Each change is made under the room's lock on the node mixing it (and its engine told).
+
     async def set_muted(self, actor: Actor, room_id: str, pid: str, muted: bool) -> Participant:
+        if node := await self._mixed_elsewhere(room_id):
+            return await self._forward(node, "set_muted", actor, room_id, pid=pid, muted=muted)
         async with self._lock(room_id):
             room = await self._visible(actor, room_id)
             room, changed = rules.set_muted(room, actor, pid, muted)
@@ -367,6 +420,8 @@ class RoomService:
             return participant
 
     async def mute_all(self, actor: Actor, room_id: str, muted: bool = True) -> list[Participant]:
+        if node := await self._mixed_elsewhere(room_id):
+            return await self._forward(node, "mute_all", actor, room_id, muted=muted)
         async with self._lock(room_id):
             room = await self._visible(actor, room_id)
             if muted:
@@ -381,6 +436,8 @@ class RoomService:
             return changed
 
     async def set_locked(self, actor: Actor, room_id: str, locked: bool) -> Room:
+        if node := await self._mixed_elsewhere(room_id):  # bus state only, but under its lock
+            return await self._forward(node, "set_locked", actor, room_id, locked=locked)
         async with self._lock(room_id):
             room = await self._visible(actor, room_id)
             updated = rules.set_locked(room, actor, locked)
@@ -392,6 +449,8 @@ class RoomService:
 
     async def remove(self, actor: Actor, room_id: str, pid: str) -> str:
         """Leave or kick; returns "left" or "kicked"."""
+        if node := await self._mixed_elsewhere(room_id):
+            return await self._forward(node, "remove", actor, room_id, pid=pid)
         async with self._lock(room_id):
             room = await self._visible(actor, room_id)
             updated, participant, reason = rules.remove(room, actor, pid)
@@ -403,6 +462,9 @@ class RoomService:
         return reason
 
     async def end(self, actor: Actor, room_id: str) -> None:
+        if node := await self._mixed_elsewhere(room_id):
+            await self._forward(node, "end", actor, room_id)
+            return
         async with self._lock(room_id):
             room = await self._visible(actor, room_id)
             rules.check_end(room, actor)
@@ -427,31 +489,78 @@ class RoomService:
     # ------------------------------------------------------------------ recordings
 
     async def recordings_of(self, actor: Actor, room_id: str) -> list[RecordingInfo]:
-        room = await self._load(room_id)
-        if room is not None and room.can_see(actor) and not room.is_manager(actor):
-            raise Forbidden("recordings are for the room's moderator", code="not_moderator")
-        found = [
-            info
-            for info in self.recordings.list(room_id)
-            if actor.admin or (actor.user_id is not None and info.moderator_id == actor.user_id)
-        ]
-        if not found and (room is None or not room.is_manager(actor)):
-            raise NotFound("no such room", code="room_not_found")
-        return found
+        return [found.info for found in await self._recordings(actor, room_id)]
 
     async def recording_file(
         self, actor: Actor, room_id: str, recording_id: str | None
-    ) -> tuple[RecordingInfo, Path]:
-        infos = await self.recordings_of(actor, room_id)
+    ) -> RecordingFile:
+        """The recording (None: the latest finished one, or the one in progress): a file
+        here, or on the node that made it (read it with `read_recording`)."""
+        found = await self._recordings(actor, room_id)
         if recording_id is None:
-            finished = [i for i in infos if i.ended_at is not None] or infos
+            finished = [r for r in found if r.info.ended_at is not None] or found
             if not finished:
                 raise NotFound("this room has no recording yet", code="recording_not_found")
-            recording_id = finished[-1].recording_id
-        found = self.recordings.get(room_id, recording_id)
-        if found is None or found[0].recording_id not in {i.recording_id for i in infos}:
+            chosen = finished[-1]
+        else:
+            match = [r for r in found if r.info.recording_id == recording_id]
+            if not match:
+                raise NotFound("no such recording", code="recording_not_found")
+            chosen = match[0]
+        if chosen.node is not None:
+            return chosen
+        here = self.recordings.get(room_id, chosen.info.recording_id)
+        if here is None:
             raise NotFound("no such recording", code="recording_not_found")
-        return found
+        return RecordingFile(here[0], path=here[1])
+
+    async def read_recording(self, actor: Actor, found: RecordingFile) -> AsyncIterator[bytes]:
+        """A recording on another node, chunk by chunk. The first chunk is fetched before
+        this returns, so a node that cannot be reached is an error, not a cut-off file."""
+        assert found.node is not None and self.rpc is not None
+        rpc, node, info = self.rpc, found.node, found.info
+        first = await forward.recording_chunk(rpc, node, actor, info.room_id, info.recording_id, 0)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            data, offset = first, 0
+            while data:
+                yield data
+                offset += len(data)
+                data = await forward.recording_chunk(
+                    rpc, node, actor, info.room_id, info.recording_id, offset
+                )
+
+        return chunks()
+
+    def recordings_here(self, actor: Actor, room_id: str) -> list[RecordingInfo]:
+        """The recordings of the room in this node's data dir that `actor` may have."""
+        return [info for info in self.recordings.list(room_id) if _may_have(actor, info)]
+
+    async def recording_chunk_here(
+        self, actor: Actor, room_id: str, recording_id: str, offset: int, size: int
+    ) -> bytes:
+        found = self.recordings.get(room_id, recording_id)
+        if found is None or not _may_have(actor, found[0]) or offset < 0:
+            raise NotFound("no such recording", code="recording_not_found")
+        return await asyncio.to_thread(_read, found[1], offset, size)
+
+    async def _recordings(self, actor: Actor, room_id: str) -> list[RecordingFile]:
+        room = await self._load(room_id)
+        if room is not None and room.can_see(actor) and not room.is_manager(actor):
+            raise Forbidden("recordings are for the room's moderator", code="not_moderator")
+        found = [RecordingFile(info) for info in self.recordings_here(actor, room_id)]
+        if self.rpc is not None:
+            others = await self.bus.members(_recorded_on(room_id)) - {self.settings.node}
+            for node in sorted(others):
+                try:
+                    infos = await forward.recordings(self.rpc, node, actor, room_id)
+                except ChorusError as exc:  # gone (with its data dir) or not answering
+                    log.warning("room=%s recordings on %s unavailable: %s", room_id, node, exc)
+                    continue
+                found += [RecordingFile(info, node=node) for info in infos]
+        if not found and (room is None or not room.is_manager(actor)):
+            raise NotFound("no such room", code="room_not_found")
+        return sorted(found, key=lambda r: (r.info.started_at, r.info.recording_id))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -507,6 +616,11 @@ class RoomService:
     def open_legs(self) -> int:
         return len(self._legs)
 
+    def serve_nodes(self, rpc: NodeRpc) -> None:
+        """Forwards requests about rooms other nodes mix through `rpc`, and serves theirs."""
+        self.rpc = rpc
+        forward.serve(rpc, self)
+
     # ------------------------------------------------------------------ helpers
 
     def _open_media(self, room: Room) -> None:
@@ -551,6 +665,21 @@ class RoomService:
             return
         if not any(p.user_id == user and p.kind == WEBRTC for p in room.participants):
             await self.bus.remove_member(_rooms_of(user), room.room_id)
+
+    async def _mixed_elsewhere(self, room_id: str) -> str | None:
+        """The node mixing this room, when it is not this one. A request from someone who
+        may not see the room goes there too: that node refuses it as this one would."""
+        if self.rpc is None:
+            return None
+        room = await self._load(room_id)
+        if room is None or not room.node or room.node == self.settings.node:
+            return None
+        return room.node
+
+    async def _forward(self, node: str, what: str, actor: Actor, room_id: str, **args: Any) -> Any:
+        assert self.rpc is not None
+        log.debug("room=%s %s by %s: forwarded to %s", room_id, what, actor.user_id, node)
+        return await forward.request(self.rpc, node, what, actor, room_id, **args)
 
     def _check_node(self, room: Room) -> None:
         if room.node and room.node != self.settings.node:
@@ -613,6 +742,16 @@ async def _close(leg: Any) -> None:
     result = leg.close()
     if inspect.isawaitable(result):
         await result
+
+
+def _may_have(actor: Actor, info: RecordingInfo) -> bool:
+    return actor.admin or (actor.user_id is not None and info.moderator_id == actor.user_id)
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(offset)
+        return file.read(size)
 
 
 def _participant_event(kind: str, room: Room, participant: Participant) -> dict[str, Any]:

@@ -246,10 +246,15 @@ class HotlineService:
             await self.agents.leave_waiting(queue, call_id)
         rung, session.offering = session.offering, []
         await self.agents.started_call(agent_id, rung)
+        async with self.store.session() as db:  # known to every node, should this one die
+            row = await db.get(HotlineCall, call_id)
+            if row is not None:
+                row.operator_id = agent_id
 
     async def closed(self, call_id: str, reason: str) -> None:
         session = self._sessions.pop(call_id, None)
         if session is None:
+            await self._closed_elsewhere(call_id)
             return
         session.cancel()
         if session.queue is not None:
@@ -266,6 +271,23 @@ class HotlineService:
                 row.outcome = session.outcome if session.outcome != "in_progress" else "hangup"
                 row.operator_id, row.wait_s = session.operator, session.wait_s
                 row.queue = row.queue or None
+
+    async def _closed_elsewhere(self, call_id: str) -> None:
+        """The call's session was on a node that died, and this node's sweep ended the call:
+        what that session would have closed (its place in a queue, its operator, its
+        record) is closed from the shared state instead."""
+        entry = await self.bus.get(f"hotline-waiting:{{{call_id}}}")
+        if entry is not None:
+            await self.agents.leave_waiting(str(entry["queue"]), call_id)
+        async with self.store.session() as db:
+            row = await db.get(HotlineCall, call_id)
+            if row is None or row.ended_at is not None:
+                return
+            row.ended_at = self.wall()
+            row.outcome = "operator" if row.operator_id else "failure"
+            operator = row.operator_id
+        if operator is not None:
+            await self.agents.ended_call(operator)
 
     # ----------------------------------------------------------------- carrying it out
 

@@ -188,7 +188,7 @@ async def get_agent_state(user: CurrentUser, runtime: RuntimeDep) -> AgentMe:
     `after_call` is the state you chose for after the call in progress."""
     desk = runtime.hotline.agents
     state, queues = await desk.status(user.id)
-    after = desk.after_call(user.id)
+    after = await desk.after_call(user.id)
     return AgentMe(
         username=user.username,
         state=state.value if state else None,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import RuntimeDep
@@ -20,7 +20,7 @@ from api.schemas import Ok
 from api.schemas import Request as StrictRequest
 from conference.recording import RecordingInfo
 from conference.room import Actor, Participant
-from conference.service import DEFAULT_SPEAKERS, RoomView
+from conference.service import DEFAULT_SPEAKERS, RecordingFile, RoomView
 
 router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
 
@@ -300,17 +300,27 @@ async def list_recordings(room_id: RoomId, who: Who, runtime: RuntimeDep) -> lis
 @router.get("/{room_id}/recordings/{recording_id}", response_class=FileResponse)
 async def download_recording(
     room_id: RoomId, recording_id: RecordingId, who: Who, runtime: RuntimeDep
-) -> FileResponse:
-    info, path = await runtime.rooms.recording_file(_actor(who), room_id, recording_id)
-    return FileResponse(
-        path, media_type="audio/ogg", filename=f"room-{room_id}-{info.recording_id}.opus"
-    )
+) -> Response:
+    actor = _actor(who)
+    found = await runtime.rooms.recording_file(actor, room_id, recording_id)
+    return await _recording(runtime, actor, room_id, found)
 
 
 @router.get("/{room_id}/recording", response_class=FileResponse)
-async def download_latest_recording(room_id: RoomId, who: Who, runtime: RuntimeDep) -> FileResponse:
+async def download_latest_recording(room_id: RoomId, who: Who, runtime: RuntimeDep) -> Response:
     """The latest finished recording of the room (or the one in progress)."""
-    info, path = await runtime.rooms.recording_file(_actor(who), room_id, None)
-    return FileResponse(
-        path, media_type="audio/ogg", filename=f"room-{room_id}-{info.recording_id}.opus"
-    )
+    actor = _actor(who)
+    found = await runtime.rooms.recording_file(actor, room_id, None)
+    return await _recording(runtime, actor, room_id, found)
+
+
+async def _recording(
+    runtime: RuntimeDep, actor: Actor, room_id: str, found: RecordingFile
+) -> Response:
+    """The file, from this node's data dir or streamed from the node that recorded it."""
+    filename = f"room-{room_id}-{found.info.recording_id}.opus"
+    if found.path is not None:
+        return FileResponse(found.path, media_type="audio/ogg", filename=filename)
+    chunks = await runtime.rooms.read_recording(actor, found)
+    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return StreamingResponse(chunks, media_type="audio/ogg", headers=disposition)

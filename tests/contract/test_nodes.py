@@ -13,10 +13,15 @@ import pytest
 import websockets
 
 from api.runtime import Runtime
+from conference.room import Actor
 from tests.backends import PostgresServer, RedisServer
 from tests.browser.harness import Server
+from tests.loopback.test_calls import answer, place
+from tests.loopback.test_hotline_calls import MAIN_HZ, tone_menu
+from tests.loopback.test_rooms_media import _wait_mix, heard, join, tone_db
 from tests.peers import SinePeer
-from tests.service import Client, running
+from tests.rtp_peer import RtpPeer
+from tests.service import ADMIN_KEY, Client, running
 from tests.waiting import until
 from voice.errors import ChorusError, Conflict
 from voice.rpc import NodeRpc, NodeUnreachable
@@ -495,3 +500,227 @@ async def test_a_request_for_a_call_of_a_node_that_stopped_is_a_503_within_secon
             node_b.runtime.nodes.sweepers = sweepers
         ended = await call.bob_phone.state(call.call_id, "ended", timeout=15)
         assert ended["reason"] == "failed"
+
+
+# ------------------------------------------------ a room mixed by one node, used through both
+
+
+async def test_a_room_mixed_by_one_node_is_joined_moderated_and_ended_through_the_other(
+    tmp_path, redis_server, postgres_server
+):
+    """Alice creates a room through node A, which mixes it. Bob joins it through node B:
+    B has A make his leg (the answer SDP is A's), so both are mixed on A and each hears only
+    the other. Every request the moderator then makes through B (a plain-RTP gateway, mute,
+    lock, kick, end) is run by A; the room's recording, a file on A, is read through B."""
+    alice_hz, bob_hz, gateway_hz = 600.0, 1000.0, 1400.0
+    async with two_nodes(tmp_path, redis_server, postgres_server) as (node_a, node_b):
+        alice = await node_a.client().sign_up("alice")
+        bob = await node_b.client().sign_up("bob")
+        alice_b = node_b.client(alice.token)  # the moderator's requests through B
+        alice_app, bob_app = await alice.events(), await bob.events()
+        room = await alice.ok("POST", "/v1/rooms", 201, json={"name": "ops", "record": True})
+        room_id, path = room["room_id"], f"/v1/rooms/{room['room_id']}"
+        rooms_a, rooms_b = node_a.runtime.rooms, node_b.runtime.rooms
+        alice_peer, bob_peer = SinePeer(alice_hz, level=0.25), SinePeer(bob_hz, level=0.25)
+        gateway = RtpPeer("pcmu", gateway_hz, 0.25)
+        try:
+            bob_pid = await join(bob, room_id, bob_peer)  # through B
+            alice_pid = await join(alice, room_id, alice_peer)  # through A
+            assert (rooms_a.open_legs, rooms_b.open_legs) == (2, 0)
+            assert rooms_b.engine.room(room_id) is None
+            for peer in (alice_peer, bob_peer):
+                await peer.wait_connected()
+            mark = await _wait_mix([alice_peer, bob_peer], [alice_hz, bob_hz])
+            for peer, own, other in [(alice_peer, alice_hz, bob_hz), (bob_peer, bob_hz, alice_hz)]:
+                pcm = heard(peer, mark)
+                assert tone_db(pcm, other) > 40, (own, tone_db(pcm, other))
+                assert tone_db(pcm, own) < tone_db(pcm, other) - 20, (own, tone_db(pcm, own))
+            view = await bob.ok("GET", path)  # read where it lands, from the bus
+            assert {p["participant_id"] for p in view["participants"]} == {alice_pid, bob_pid}
+
+            # A's refusals come back through B as A gives them.
+            for method, suffix, body, status, code in [
+                ("POST", "/lock", None, 403, "not_moderator"),
+                ("PATCH", f"/participants/{alice_pid}", {"muted": True}, 403, "not_moderator"),
+                (
+                    "POST",
+                    "/rtp",
+                    {"host": "127.0.0.1", "port": 9, "codec": "pcmu"},
+                    403,
+                    "not_moderator",
+                ),
+            ]:
+                response = await bob.request(method, path + suffix, json=body)
+                assert response.status_code == status, response.text
+                assert response.json()["error"]["code"] == code
+
+            # The moderator, through B: a plain-RTP gateway (its port is A's), then mutes bob.
+            joined = await alice_b.ok(
+                "POST",
+                path + "/rtp",
+                201,
+                json={"host": gateway.host, "port": gateway.port, "codec": "pcmu"},
+            )
+            assert rooms_a.open_legs == 3 and rooms_b.open_legs == 0
+            gateway.start(joined["server_host"], joined["server_port"])
+            muted = await alice_b.ok(
+                "PATCH", f"{path}/participants/{bob_pid}", json={"muted": True}
+            )
+            assert muted["muted"] and muted["muted_by_moderator"]
+            await bob_app.next("room.participant_muted", lambda e: e["participant_id"] == bob_pid)
+            await asyncio.sleep(0.5)
+            mark = time.monotonic()
+            await alice_peer.wait_heard(1.0, since_s=mark)
+            pcm = heard(alice_peer, mark)
+            assert tone_db(pcm, gateway_hz) > 40
+            assert tone_db(pcm, bob_hz) < tone_db(pcm, gateway_hz) - 30
+
+            locked = await alice_b.ok("POST", path + "/lock")
+            assert locked["locked"] and (await alice.ok("GET", path))["locked"]
+            await alice_b.ok("POST", path + "/unlock")
+
+            kicked = await alice_b.ok("DELETE", f"{path}/participants/{joined['participant_id']}")
+            assert kicked["reason"] == "kicked"
+            assert rooms_a.open_legs == 2
+
+            await alice_b.ok("DELETE", path)
+            for app in (alice_app, bob_app):
+                ended = await app.next("room.ended", lambda e: e["room_id"] == room_id)
+                assert ended["reason"] == "ended"
+            assert rooms_a.open_legs == 0 and rooms_a.engine.room(room_id) is None
+        finally:
+            for closing in (alice_peer, bob_peer, gateway):
+                await closing.close()
+            await alice.close()
+            await bob.close()
+
+        # The recording is a file on A: B lists it and streams it from A.
+        listed = await alice_b.ok("GET", path + "/recordings")
+        assert [r["recording_id"] for r in listed] == [
+            r["recording_id"] for r in await alice.ok("GET", path + "/recordings")
+        ]
+        assert len(listed) == 1 and listed[0]["ended_at"] and listed[0]["bytes"] > 1000
+        through_b = await alice_b.request("GET", listed[0]["url"])
+        assert through_b.status_code == 200, through_b.text
+        assert through_b.headers["content-type"] == "audio/ogg"
+        on_a = await alice.request("GET", path + "/recording")
+        assert through_b.content == on_a.content and through_b.content[:4] == b"OggS"
+        assert len(through_b.content) == listed[0]["bytes"]
+        response = await bob.request("GET", listed[0]["url"])
+        assert response.status_code == 404, response.text
+
+
+async def test_a_room_request_for_a_mixing_node_that_is_gone_is_a_503_then_another_takes_it(
+    tmp_path, redis_server, postgres_server
+):
+    async with two_nodes(tmp_path, redis_server, postgres_server) as (node_a, node_b):
+        alice = await node_a.client().sign_up("alice")
+        room_id = (await alice.ok("POST", "/v1/rooms", 201, json={}))["room_id"]
+        alice_b = node_b.client(alice.token)
+        sweepers = node_b.runtime.nodes.sweepers
+        try:
+            node_b.runtime.nodes.sweepers = []  # B must not take the room before the request
+            await node_a.runtime.rpc.close()
+            await node_a.runtime.nodes.close()  # gone: no more heartbeat
+            started = time.monotonic()
+            response = await alice_b.request("POST", f"/v1/rooms/{room_id}/lock")
+            took = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "node_unreachable"
+            assert took < 1, took  # told by the missing heartbeat: no waiting
+        finally:
+            node_b.runtime.nodes.sweepers = sweepers
+
+        async def taken_over() -> bool:
+            view = await node_b.runtime.rooms.get(Actor(admin=True), room_id)
+            return view.room.node == node_b.runtime.nodes.node_id
+
+        await until(taken_over, timeout=15)
+        assert (await alice_b.ok("POST", f"/v1/rooms/{room_id}/lock"))["locked"]
+
+
+# ------------------------------------------ a hotline caller on one node, an agent on another
+
+
+async def test_an_agent_on_another_node_takes_a_hotline_caller_waiting_on_this_one(
+    tmp_path, redis_server, postgres_server
+):
+    """Alice calls the hotline through node A (her call, its menu and its place in the queue
+    live on A) and asks for an operator while none is available. Carol, an operator whose
+    app and requests go to node B, becomes available there: A offers her the caller, she
+    answers, talks, chooses `away` for after the call and hangs up, all through B. Then A
+    dies while she talks to a second caller: B ends that call, frees her, closes its record."""
+    async with two_nodes(tmp_path, redis_server, postgres_server) as (node_a, node_b):
+        await tone_menu(node_a)
+        queue = {"wrap_up_s": 0}
+        await node_a.client().ok("PUT", "/v1/queues/desk", json=queue, token=ADMIN_KEY)
+        carol = await node_b.client().sign_up("carol")
+        await carol.ok("POST", "/v1/queues/desk/agents", 201)  # away until she says otherwise
+        carol_app = await carol.events()
+        alice = await node_a.client().sign_up("alice")
+        caller, operator = SinePeer(CALLER_HZ), SinePeer(CALLEE_HZ)
+        caller2, operator2 = SinePeer(CALLER_HZ), SinePeer(CALLEE_HZ)
+        try:
+            created = await place(alice, "hotline:5000", caller)
+            call_id = created["call_id"]
+            await caller.wait_for_audio(MAIN_HZ, timeout=20)
+            await alice.ok("POST", f"/v1/calls/{call_id}/dtmf", json={"digits": "0"})
+
+            async def waiting() -> bool:
+                return bool(await node_a.runtime.hotline.agents.waiting("desk"))
+
+            await until(waiting)
+            await carol.ok("PUT", "/v1/agents/me", json={"state": "available"})
+            offer = await carol_app.next("call.incoming", lambda e: e["call_id"] == call_id)
+            assert offer["context"]["queue"] == "desk"
+            await answer(carol, call_id, operator, device=carol_app.device_id)
+            assert node_a.runtime.calls.open_legs == 2 and node_b.runtime.calls.open_legs == 0
+            await caller.wait_for_audio(CALLEE_HZ, timeout=20)
+            await operator.wait_for_audio(CALLER_HZ, timeout=20)
+            for node in (node_a, node_b):
+                queue = await node.client(carol.token).ok("GET", "/v1/queues/desk")
+                assert {a["username"]: a["state"] for a in queue["agents"]} == {"carol": "on_call"}
+
+            # Away for after this call, chosen through B: A, where the call ends, honours it.
+            await carol.ok("PUT", "/v1/agents/me", json={"state": "away"})
+            for node in (node_a, node_b):
+                me = await node.client(carol.token).ok("GET", "/v1/agents/me")
+                assert (me["state"], me["after_call"]) == ("on_call", "away")
+            before = len(carol_app.seen)
+            await carol.ok("POST", f"/v1/calls/{call_id}/hangup")
+            await carol_app.state(call_id, "ended")
+            await carol_app.next(
+                "agent.state",
+                lambda e: e["state"] == "away" and any(e is n for n in carol_app.seen[before:]),
+            )
+            assert (await carol.ok("GET", "/v1/agents/me"))["after_call"] is None
+
+            await carol.ok("PUT", "/v1/agents/me", json={"state": "available"})
+            second = (await place(alice, "hotline:5000", caller2))["call_id"]
+            await caller2.wait_for_audio(MAIN_HZ, timeout=20)
+            await alice.ok("POST", f"/v1/calls/{second}/dtmf", json={"digits": "0"})
+            await carol_app.next("call.incoming", lambda e: e["call_id"] == second)
+            await answer(carol, second, operator2, device=carol_app.device_id)
+            assert (await carol.ok("GET", "/v1/agents/me"))["state"] == "on_call"
+            before = len(carol_app.seen)
+            await node_a.runtime.rpc.close()
+            await node_a.runtime.nodes.close()  # A is gone: B's sweep ends its calls
+            assert (await carol_app.state(second, "ended", timeout=20))["reason"] == "failed"
+            await carol_app.next(
+                "agent.state",
+                lambda e: (
+                    e["state"] == "available" and any(e is n for n in carol_app.seen[before:])
+                ),
+            )
+        finally:
+            for peer in (caller, operator, caller2, operator2):
+                await peer.close()
+            await carol.close()
+        records = await node_b.client().ok("GET", "/v1/hotlines/5000/calls", token=ADMIN_KEY)
+        carol_id = (await carol.ok("GET", "/v1/me"))["id"]
+        outcomes = {r["call_id"]: (r["outcome"], r["queue"], r["operator_id"]) for r in records}
+        assert outcomes == {
+            call_id: ("operator", "desk", carol_id),
+            second: ("operator", "desk", carol_id),
+        }
+        assert all(r["ended_at"] for r in records)
