@@ -8,7 +8,8 @@ until the calls are up, then measures for a window:
 - calls up (legs with media) and calls whose uplink kept flowing (>= 45 packets/s reached the
   API process: PCMU from sipp -> pjsua2 -> Opus -> API),
 - CPU of the API process, of all SIP workers together (per call), and of sipp,
-- setup: time from the first INVITE to the N-th call up.
+- setup: time from the first INVITE to the N-th call up,
+- and below the row, why sipp's failed calls failed (from its error file), if any did.
 
 Usage: .venv/bin/python bench/sip.py [--levels 20,50,100] [--hold 40] [--window 10]
 The idle cost of a worker is measured first (one started worker, no call).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -175,7 +177,27 @@ async def level(
         except TimeoutError:
             sipp.kill()
             await sipp.wait()
+        result["sipp_errors"] = sipp_errors(workdir / f"sipp{n}.err")
         return result
+
+
+def sipp_errors(path: Path) -> dict[str, int]:
+    """sipp's error file, counted by kind: e.g. "received 503 while expecting 180": 12."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    counts: dict[str, int] = {}
+    # events follow each other, not always at a line start (a quoted message ends with ')
+    for event in re.split(r"\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ", text)[1:]:
+        event = (event.splitlines() or [""])[0]
+        received = re.search(r"expecting '([^']*)'.*received 'SIP/2.0 (\d+)", event)
+        if received:
+            kind = f"received {received[2]} while expecting {received[1]}"
+        else:
+            kind = re.sub(r"'[^']*'|\d+", "*", event)[:80]
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 async def main() -> None:
@@ -215,6 +237,8 @@ def _row(mode: str, r: dict) -> None:
         f" {r['sipp_cpu']:10.1f} {r['crashed']:8d}",
         flush=True,
     )
+    for kind, count in r["sipp_errors"].items():
+        print(f"         sipp: {count} x {kind}", flush=True)
 
 
 if __name__ == "__main__":

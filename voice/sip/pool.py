@@ -184,8 +184,7 @@ class WorkerHandle:
             self.calls.pop(key, None)
             leg.ended_by_worker(int(message.get("status") or 0), str(message.get("reason") or ""))
             self.pool._released(self)
-        if kind in ("ended", "incoming"):
-            self.pool._notify()  # a slot freed (or a held one taken): wake waiting INVITEs
+            self.pool._notify()  # a slot is free: wake the INVITEs waiting for one
 
     # -- sending ----------------------------------------------------------------------------
 
