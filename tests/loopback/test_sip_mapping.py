@@ -30,6 +30,42 @@ def authenticated_invite(final: int) -> str:
     )
 
 
+def cancelled_while_ringing() -> str:
+    """The authenticated INVITE, then CANCEL once it rings: 200 for the CANCEL, 487 for it."""
+    ack = sipp.request("ACK", 2, user="erin", in_dialog=True, retrans=False)
+    return sipp.scenario(
+        sipp.request("INVITE", 1, user="erin", body=sipp.SDP),
+        '  <recv response="100" optional="true"/>\n  <recv response="407" auth="true"/>\n',
+        sipp.request("ACK", 1, user="erin", in_dialog=True, retrans=False),
+        sipp.request("INVITE", 2, user="erin", body=sipp.SDP, extra="\n      [authentication]"),
+        '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+        '  <recv response="183"/>\n  <pause milliseconds="1000"/>\n',
+        # CANCEL and the ACK of the 487 belong to the INVITE's transaction: its branch (the
+        # INVITE is 5 scenario steps back from the CANCEL, 8 from the ACK).
+        sipp.request("CANCEL", 2, user="erin").replace("[branch]", "[branch-5]"),
+        '  <recv response="200"/>\n  <recv response="487"/>\n',
+        ack.replace("[branch]", "[branch-8]"),
+    )
+
+
+async def test_a_phone_that_hangs_up_while_ringing_cancels_the_call(start_service, tmp_path):
+    sip_port = free_udp_port()
+    async with start_service(sip_port=sip_port) as svc:
+        bob = await svc.client().sign_up("bob")
+        erin = await svc.client().sign_up("erin")
+        await erin.ok("PUT", "/v1/me/sip-password", json={"password": "erin-desk-pw"})
+        device = await bob.events()
+        credentials = ("-au", "erin", "-ap", "erin-desk-pw")
+        code, errors = await sipp.run(
+            tmp_path, cancelled_while_ringing(), "bob", sip_port, *credentials
+        )
+        assert code == 0, errors[-3000:]
+        incoming = await device.next("call.incoming", lambda e: e["from"] == "erin")
+        ended = await device.state(incoming["call_id"], "ended")
+        assert ended["reason"] == "cancelled"
+        await bob.close()
+
+
 @pytest.mark.parametrize("case", list(STATUS))
 async def test_an_app_users_refusal_is_the_sip_status_a_phone_expects(
     start_service, tmp_path, case
