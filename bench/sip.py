@@ -127,6 +127,9 @@ async def level(
             "-trace_err",
             "-error_file",
             str(workdir / f"sipp{n}.err"),
+            "-trace_rtt",  # INVITE -> 200 of every call (the scenario's rtd), for p50/p95
+            "-rtt_freq",
+            "1",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             cwd=workdir,
@@ -178,7 +181,64 @@ async def level(
             sipp.kill()
             await sipp.wait()
         result["sipp_errors"] = sipp_errors(workdir / f"sipp{n}.err")
+        result["answer_ms"] = answer_times(workdir)
         return result
+
+
+async def anchor_level(calls: int, hold: float, window: float, workdir: Path) -> dict:
+    """The same sipp calls against one plain pjsua2 process (bench/sip_anchor.py): its CPU
+    per call is what pjsua2 itself costs for this per-call work, without Chorus around it."""
+    port = free_udp_port()
+    anchor = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "sip_anchor.py"), str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert anchor.stdout is not None
+    await asyncio.wait_for(anchor.stdout.readline(), 20)  # "ready"
+    wav = workdir / "sine440.wav"
+    write_pcmu_wav(wav)
+    scenario = workdir / "uac_anchor.xml"
+    scenario.write_text((HERE / "sip" / "uac_pcmu.xml").read_text().replace("__WAV__", str(wav)))
+    errors = workdir / "sipp_anchor.err"
+    sipp = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(scenario), "-s", "anchor", f"127.0.0.1:{port}",
+        "-i", "127.0.0.1", "-p", str(free_udp_port()), "-mi", "127.0.0.1",
+        "-mp", str(32000), "-l", str(calls), "-m", str(calls), "-r", "20",
+        "-d", str(int(hold * 1000)), "-nostdin", "-timeout", str(int(hold + 60)),
+        "-trace_err", "-error_file", str(errors),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=workdir,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(3)  # every call answered and streaming
+        cpu0, t0 = cpu_seconds(anchor.pid), time.monotonic()
+        await asyncio.sleep(window)
+        elapsed = time.monotonic() - t0
+        cpu = 100 * (cpu_seconds(anchor.pid) - cpu0) / elapsed
+        await asyncio.wait_for(sipp.wait(), hold + 60)
+    finally:
+        for process in (sipp, anchor):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    return {"calls": calls, "cpu": cpu, "per_call": cpu / calls, "errors": sipp_errors(errors)}
+
+
+def answer_times(workdir: Path) -> tuple[float, float] | None:
+    """p50 and p95 of INVITE -> 200 OK per call, in ms, from sipp's -trace_rtt file(s)."""
+    times = []
+    for path in workdir.glob("*_rtt.csv"):
+        for line in path.read_text(errors="replace").splitlines()[1:]:
+            fields = line.split(";")
+            if len(fields) >= 2:
+                try:
+                    times.append(float(fields[1]))
+                except ValueError:
+                    continue
+        path.unlink()
+    if not times:
+        return None
+    times.sort()
+    return times[len(times) // 2], times[min(len(times) - 1, round(0.95 * len(times)) - 1)]
 
 
 def sipp_errors(path: Path) -> dict[str, int]:
@@ -222,6 +282,13 @@ async def main() -> None:
         "  sipp_%cpu  crashed"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        anchor = await anchor_level(4, min(args.hold, args.window + 8), args.window, Path(tmp))
+        errors = anchor["errors"] or "none"
+        print(
+            f"anchor: one plain pjsua2 process, 4 calls (its limit): {anchor['cpu']:.1f} % of a"
+            f" core, {anchor['per_call']:.2f} % per call; sipp errors: {errors}",
+            flush=True,
+        )
         for mode in args.mode.split(","):
             for n in (int(x) for x in args.levels.split(",")):
                 r = await level(n, args.hold, args.window, args.rate, Path(tmp), mode == "bridged")
@@ -237,6 +304,9 @@ def _row(mode: str, r: dict) -> None:
         f" {r['sipp_cpu']:10.1f} {r['crashed']:8d}",
         flush=True,
     )
+    if r.get("answer_ms"):
+        p50, p95 = r["answer_ms"]
+        print(f"         INVITE -> 200 per call: p50 {p50:.0f} ms, p95 {p95:.0f} ms", flush=True)
     for kind, count in r["sipp_errors"].items():
         print(f"         sipp: {count} x {kind}", flush=True)
 
