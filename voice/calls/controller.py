@@ -171,8 +171,9 @@ class CallController:
             call, commands = m.place_external(
                 call_id, caller.id, callee_id, now=self.clock(), no_answer_s=self.no_answer_s
             )
-            live = LiveCall(call, caller.username, to, from_display=caller.display_name)
-            live = replace(live, node=self.node)
+            live = LiveCall(
+                call, caller.username, to, from_display=caller.display_name, node=self.node
+            )
             async with self._lock(call_id):
                 await self._commit(live, commands, previous=None)
         except BaseException:
