@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from pathlib import Path
 
 from tests.service import ADMIN_KEY
 from tests.sip_peers import free_udp_port
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "sip"
-
-
-def write_pcmu_wav(path: Path, seconds: float = 6.0) -> None:
-    data = b"\xff" * round(8000 * seconds)  # PCMU silence
-    fmt = (7).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-    fmt += (8000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (8).to_bytes(2, "little")
-    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
-    body += b"data" + len(data).to_bytes(4, "little") + data
-    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+from tests.sipp import UAC_PCMU, write_pcmu_wav
 
 
 def free_port() -> int:
@@ -38,9 +27,9 @@ async def test_a_call_over_tcp_reaches_the_hotline_and_hangs_up_cleanly(start_se
     sip_port = free_port()
     async with start_service(sip_port=sip_port) as svc:
         wav = tmp_path / "say.wav"
-        write_pcmu_wav(wav)
+        write_pcmu_wav(wav, 0, 6)  # silence
         scenario = tmp_path / "uac.xml"
-        scenario.write_text((BENCH / "uac_pcmu.xml").read_text().replace("__WAV__", str(wav)))
+        scenario.write_text(UAC_PCMU.read_text().replace("__WAV__", str(wav)))
         sipp = await asyncio.create_subprocess_exec(
             "sipp", "-sf", str(scenario), "-s", "114", f"127.0.0.1:{sip_port}", "-t", "t1",
             "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1",
