@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.service import running
 from tests.sip_peers import free_udp_port
-from voice.media import g711
+from tests.sipp import write_pcmu_wav
 
 HERE = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,16 +43,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def write_pcmu_wav(path: Path, freq: float = 440.0, seconds: float = 10.0) -> None:
-    t = np.arange(round(8000 * seconds)) / 8000
-    data = g711.encode("pcmu", np.round(np.sin(2 * np.pi * freq * t) * 0.4 * 32767))
-    fmt = (7).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-    fmt += (8000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (8).to_bytes(2, "little")
-    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
-    body += b"data" + len(data).to_bytes(4, "little") + data
-    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
 
 
 async def idle_worker_cost(window: float) -> float:
@@ -93,7 +81,7 @@ async def level(
         sip = svc.runtime.sip
         scenario = workdir / "uac.xml"
         wav = workdir / "sine440.wav"
-        write_pcmu_wav(wav)
+        write_pcmu_wav(wav, 440, 10)
         scenario.write_text(
             (HERE / "sip" / "uac_pcmu.xml").read_text().replace("__WAV__", str(wav))
         )
@@ -196,7 +184,7 @@ async def anchor_level(calls: int, hold: float, window: float, workdir: Path) ->
     assert anchor.stdout is not None
     await asyncio.wait_for(anchor.stdout.readline(), 20)  # "ready"
     wav = workdir / "sine440.wav"
-    write_pcmu_wav(wav)
+    write_pcmu_wav(wav, 440, 10)
     scenario = workdir / "uac_anchor.xml"
     scenario.write_text((HERE / "sip" / "uac_pcmu.xml").read_text().replace("__WAV__", str(wav)))
     errors = workdir / "sipp_anchor.err"
