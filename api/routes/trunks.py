@@ -56,7 +56,7 @@ async def put_trunk(
     )
     await runtime.store.put_trunk(name, trunk.to_json())
     if runtime.sip is not None:
-        await runtime.sip.apply_trunk(trunk)
+        await runtime.sip.trunk_changed(name)  # here, and on the other nodes
     return _out(runtime, trunk)
 
 
@@ -65,5 +65,5 @@ async def delete_trunk(_: Admin, runtime: RuntimeDep, name: str = TrunkName) -> 
     if not await runtime.store.delete_trunk(name):
         raise NotFound("no such trunk", code="trunk_not_found")
     if runtime.sip is not None:
-        await runtime.sip.remove_trunk(name)
+        await runtime.sip.trunk_changed(name)
     return Ok()

@@ -22,6 +22,7 @@ from tests.loopback.test_rooms_media import _wait_mix, heard, join, tone_db
 from tests.peers import SinePeer
 from tests.rtp_peer import RtpPeer
 from tests.service import ADMIN_KEY, Client, running
+from tests.sip_peers import free_udp_port
 from tests.waiting import until
 from voice.errors import ChorusError, Conflict
 from voice.rpc import NodeRpc, NodeUnreachable
@@ -724,3 +725,35 @@ async def test_an_agent_on_another_node_takes_a_hotline_caller_waiting_on_this_o
             second: ("operator", "desk", carol_id),
         }
         assert all(r["ended_at"] for r in records)
+
+
+async def test_a_trunk_stored_through_one_node_is_used_by_the_others(
+    tmp_path, redis_server, postgres_server
+):
+    shared = {
+        "redis_url": redis_server.url,
+        "redis_key_prefix": f"n{uuid.uuid4().hex[:8]}:",
+        "database_url": postgres_server.url(postgres_server.create_database()),
+        "sample_hotlines": False,
+    }
+    async with (
+        running(tmp_path / "a", sip_port=free_udp_port(), **shared) as node_a,
+        running(tmp_path / "b", sip_port=free_udp_port(), **shared) as node_b,
+    ):
+        admin = node_a.client(ADMIN_KEY)
+        body = {"proxy": "127.0.0.1:5099", "prefixes": ["+86"], "inbound_to": "bob"}
+        await admin.ok("PUT", "/v1/sip/trunks/carrier", json=body)
+
+        async def b_has_it() -> bool:
+            trunk = node_b.runtime.sip.trunks.get("carrier")
+            return trunk is not None and trunk.prefixes == ("+86",)
+
+        await until(b_has_it, timeout=10)
+        assert node_b.runtime.sip.dials("tel:+8613800138000")
+        await admin.ok("DELETE", "/v1/sip/trunks/carrier")
+        await until(lambda: _gone(node_b), timeout=10)
+        assert not node_b.runtime.sip.dials("tel:+8613800138000")
+
+
+async def _gone(node) -> bool:
+    return "carrier" not in node.runtime.sip.trunks

@@ -49,6 +49,7 @@ class SipConfig:
 
 
 FIRST_DIAL_KEY = 60001
+TRUNK_CHANGES = "sip-trunks"  # bus channel: a trunk was stored or deleted by some node
 
 
 class SipService:
@@ -105,6 +106,8 @@ class SipService:
         self.pool.config.front_port = self.front.port
         await self.pool.start()
         await self.load_trunks()
+        changes = await self.calls.bus.subscribe(TRUNK_CHANGES)
+        self._spawn(self._follow_trunk_changes(changes))
         log.info(
             "SIP on udp:%s:%d (%d worker(s) ready)",
             self.config.host,
@@ -122,6 +125,31 @@ class SipService:
         await self.pool.close()
 
     # -- trunks --------------------------------------------------------------------------------
+
+    async def trunk_changed(self, name: str) -> None:
+        """A trunk was stored or deleted (through the API of any node): apply it here and
+        tell the other nodes."""
+        await self._reload_trunk(name)
+        await self.calls.bus.publish(TRUNK_CHANGES, {"name": name, "node": self.calls.node})
+
+    async def _follow_trunk_changes(self, changes: Any) -> None:
+        try:
+            async for change in changes:
+                if change.get("node") == self.calls.node:
+                    continue
+                try:
+                    await self._reload_trunk(str(change.get("name", "")))
+                except ChorusError as exc:  # the store is down: the next change reloads
+                    log.warning("trunk %s not reloaded: %s", change.get("name"), exc.message)
+        finally:
+            await changes.close()
+
+    async def _reload_trunk(self, name: str) -> None:
+        config = (await self.calls.store.trunks()).get(name)
+        if config is None:
+            await self.remove_trunk(name)
+        else:
+            await self.apply_trunk(Trunk.from_json(config))
 
     async def load_trunks(self) -> None:
         for config in (await self.calls.store.trunks()).values():
