@@ -32,16 +32,20 @@ CALLER_HZ, CALLEE_HZ = 600.0, 1000.0
 
 
 @contextlib.asynccontextmanager
-async def two_nodes(tmp_path, redis_server: RedisServer, postgres_server: PostgresServer):
+async def two_nodes(
+    tmp_path, redis_server: RedisServer, postgres_server: PostgresServer, *, sip: bool = False
+):
+    """Nodes A and B on one Redis and one PostgreSQL (with `sip`, each on a SIP port)."""
     shared = {
         "redis_url": redis_server.url,
         "redis_key_prefix": f"n{uuid.uuid4().hex[:8]}:",
         "database_url": postgres_server.url(postgres_server.create_database()),
         "sample_hotlines": False,
     }
+    sip_a, sip_b = (free_udp_port(), free_udp_port()) if sip else (0, 0)
     async with (
-        running(tmp_path / "a", **shared) as node_a,
-        running(tmp_path / "b", **shared) as node_b,
+        running(tmp_path / "a", sip_port=sip_a, **shared) as node_a,
+        running(tmp_path / "b", sip_port=sip_b, **shared) as node_b,
     ):
         yield node_a, node_b
 
@@ -730,16 +734,7 @@ async def test_an_agent_on_another_node_takes_a_hotline_caller_waiting_on_this_o
 async def test_a_trunk_stored_through_one_node_is_used_by_the_others(
     tmp_path, redis_server, postgres_server
 ):
-    shared = {
-        "redis_url": redis_server.url,
-        "redis_key_prefix": f"n{uuid.uuid4().hex[:8]}:",
-        "database_url": postgres_server.url(postgres_server.create_database()),
-        "sample_hotlines": False,
-    }
-    async with (
-        running(tmp_path / "a", sip_port=free_udp_port(), **shared) as node_a,
-        running(tmp_path / "b", sip_port=free_udp_port(), **shared) as node_b,
-    ):
+    async with two_nodes(tmp_path, redis_server, postgres_server, sip=True) as (node_a, node_b):
         admin = node_a.client(ADMIN_KEY)
         body = {"proxy": "127.0.0.1:5099", "prefixes": ["+86"], "inbound_to": "bob"}
         await admin.ok("PUT", "/v1/sip/trunks/carrier", json=body)

@@ -4,10 +4,10 @@ spectrum on both sides) and sipp (the PIN typed as SIP INFO digits, a wrong one 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from tests.audio import band_energy
+from tests.loopback.test_rooms_media import join
 from tests.peers import SinePeer
 from tests.sip_peers import Baresip, free_udp_port
 from tests.sipp import write_pcmu_wav
@@ -67,23 +67,6 @@ def pin_scenario(wav: Path, pins: list[str], talk_ms: int) -> str:
     )
 
 
-async def join_webrtc(client, room_id: str, peer: SinePeer, **extra) -> str:
-    body = {"sdp": await peer.offer(), **extra}
-    joined = await client.ok("POST", f"/v1/rooms/{room_id}/participants", 201, json=body)
-    await peer.accept_answer(joined["sdp"])
-    return joined["participant_id"]
-
-
-async def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await condition()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_a_sip_phone_joins_a_room_hears_and_is_heard_then_is_kicked(start_service, tmp_path):
     sip_port = free_udp_port()
     async with start_service(sip_port=sip_port) as svc:
@@ -94,7 +77,7 @@ async def test_a_sip_phone_joins_a_room_hears_and_is_heard_then_is_kicked(start_
         peer = SinePeer(880)
         phone = Baresip(tmp_path / "baresip", freq=500, seconds=30)
         try:
-            await join_webrtc(owner, room_id, peer)
+            await join(owner, room_id, peer)
             await peer.wait_connected()
             await phone.dial(f"sip:room-{room_id}@127.0.0.1:{sip_port}")
             joined = await events.next(
@@ -136,7 +119,7 @@ async def test_a_sip_caller_types_the_pin_as_sip_info_a_wrong_one_first(start_se
         peer = SinePeer(880)
         sipp = None
         try:
-            await join_webrtc(owner, room_id, peer)
+            await join(owner, room_id, peer)
             await peer.wait_connected()
             sipp = await asyncio.create_subprocess_exec(
                 "sipp", "-sf", str(scenario), "-s", f"room-{room_id}",

@@ -4,22 +4,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from tests.peers import SinePeer
 from tests.service import ADMIN_KEY
 from tests.sip_peers import free_udp_port
-
-
-async def until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await condition()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import until
 
 
 async def test_a_trunk_registers_and_carries_calls_both_ways(start_service, tmp_path):
@@ -56,7 +44,7 @@ async def test_a_trunk_registers_and_carries_calls_both_ways(start_service, tmp_
             trunks = await admin.ok("GET", "/v1/sip/trunks")
             return trunks[0]["status"] == "registered"
 
-        await until(registered, 20, "the trunk to register")
+        await until(registered, timeout=20, every=0.2)
         assert len(await carrier.runtime.sip.phones(line_id)) == 1
 
         # 2. A's user dials a number: out through the trunk, B challenges (guests are off on
@@ -115,7 +103,7 @@ async def test_a_trunk_registers_and_carries_calls_both_ways(start_service, tmp_
 
         # Removing the trunk unregisters it on B.
         await admin.ok("DELETE", "/v1/sip/trunks/carrier")
-        await until(lambda: _no_phones(carrier, line_id), 10, "the trunk's registration to go away")
+        await until(lambda: _no_phones(carrier, line_id), timeout=10, every=0.2)
         for client in (bob, alice, carol, line):
             await client.close()
 
