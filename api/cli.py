@@ -80,6 +80,12 @@ def serve(
         str | None,
         typer.Option(help=f"Address in SIP headers and SDP. {_env('sip_public_host')}"),
     ] = None,
+    media_workers: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Media worker processes (default: CPU count; 0: none). {_env('media_workers')}"
+        ),
+    ] = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM, then end calls and close cleanly."""
     settings = _settings(
@@ -97,6 +103,7 @@ def serve(
         log_level=log_level,
         sip_port=sip_port,
         sip_public_host=sip_public_host,
+        media_workers=media_workers,
     )
     logs.configure(settings.log_level)
     asyncio.run(_serve(settings))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conference.engine import EngineConfig
+from conference.media import LocalMedia, WorkerMedia
 from conference.recording import RecordingStore
 from conference.service import RoomService, RoomSettings
 from hotline.agents import AgentDesk
@@ -37,6 +38,7 @@ from voice.sip.service import SipConfig, SipService
 from voice.sip.trunks import Trunk
 from voice.store import Store
 from voice.webrtc import WebRtcConfig, WebRtcLeg, configure_host_candidates
+from voice.workers import MediaWorkers, RemoteLeg
 
 log = logging.getLogger("chorus")
 
@@ -56,6 +58,7 @@ class Runtime:
     nodes: NodeBeat
     rpc: NodeRpc
     sip: SipService | None = None
+    workers: MediaWorkers | None = None  # None: media in this process
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -77,8 +80,13 @@ class Runtime:
             media_host=settings.effective_media_host, ice_servers=tuple(settings.ice_servers)
         )
 
-        async def new_leg(offer_sdp: str, label: str) -> Leg:
-            return await WebRtcLeg.accept(offer_sdp, config=webrtc, label=label)
+        workers = await _media_workers(settings)
+
+        async def new_leg(offer_sdp: str, label: str, *, near: Leg | None = None) -> Leg:
+            if workers is None:
+                return await WebRtcLeg.accept(offer_sdp, config=webrtc, label=label)
+            link = workers.pick(near.link if isinstance(near, RemoteLeg) else None)
+            return await RemoteLeg.open(link, "call_leg", offer_sdp, label)
 
         tones = ProgressTones(settings.region, settings.opus_bitrate)
         clips = ClipLibrary(store, bitrate=settings.opus_bitrate)
@@ -129,8 +137,8 @@ class Runtime:
             stale = await calls.recover()
             if stale:
                 log.warning("closed %d call records left open by an earlier run", stale)
-        rooms = _rooms(settings, bus, nodes.node_id)
-        metrics.observe(rooms.engine.readings)
+        rooms = _rooms(settings, bus, nodes.node_id, workers)
+        metrics.observe(rooms.media.readings)
         registrar = Registrar(store, bus, await store.shared_secret("sip_nonce_key"))
         sip = await _sip(settings, calls, RoomDoor(rooms, speaker), registrar)
         calls.dialer = sip  # app users call sip: addresses when SIP is on
@@ -159,6 +167,7 @@ class Runtime:
             nodes=nodes,
             rpc=rpc,
             sip=sip,
+            workers=workers,
         )
 
     async def stop(self) -> None:
@@ -171,6 +180,8 @@ class Runtime:
         await self.nodes.close()  # nothing of ours is left to sweep
         await self.hotline.shutdown()
         self.hotline.agents.shutdown()
+        if self.workers is not None:
+            await self.workers.close()  # after every leg and room of theirs was closed
         await self.bus.close()
         await self.store.close()
 
@@ -247,21 +258,59 @@ def _bus(settings: Settings) -> Bus:
     return LocalBus()
 
 
-def _rooms(settings: Settings, bus: Bus, node: str) -> RoomService:
-    """Audio rooms: their WebRTC legs ask browsers for Opus DTX (silence costs nothing)."""
+async def _media_workers(settings: Settings) -> MediaWorkers | None:
+    if settings.media_workers == 0:
+        return None
+    config = {
+        "media_host": settings.effective_media_host,
+        "ice_servers": list(settings.ice_servers),
+        "rtp_port_min": settings.rtp_port_min,
+        "rtp_port_max": settings.rtp_port_max,
+        "engine": _engine_config(settings),
+        "log_level": settings.log_level,
+    }
+    workers = MediaWorkers(settings.media_workers, entry="api.media_worker", config=config)
+    try:
+        await workers.start()
+    except BaseException:
+        await workers.close()
+        raise
+    return workers
+
+
+def _engine_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bitrate": settings.mix_bitrate,
+        "complexity": settings.mix_complexity,
+        "dtx": settings.mix_dtx,
+    }
+
+
+def _rooms(settings: Settings, bus: Bus, node: str, workers: MediaWorkers | None) -> RoomService:
+    """Audio rooms, mixed in the media workers (or here, without them). Their WebRTC legs
+    ask browsers for Opus DTX (silence costs nothing)."""
     media_host = settings.effective_media_host
-    webrtc = WebRtcConfig(
-        media_host=media_host, ice_servers=tuple(settings.ice_servers), opus_dtx=True
-    )
+    recordings = RecordingStore(settings.data_dir / "recordings")
+    media: LocalMedia | WorkerMedia
+    if workers is not None:
+        media = WorkerMedia(workers, recordings=recordings, rtp_host=media_host)
+    else:
+        webrtc = WebRtcConfig(
+            media_host=media_host, ice_servers=tuple(settings.ice_servers), opus_dtx=True
+        )
 
-    async def new_leg(offer_sdp: str, label: str) -> WebRtcLeg:
-        return await WebRtcLeg.accept(offer_sdp, config=webrtc, label=label)
+        async def new_leg(offer_sdp: str, label: str) -> WebRtcLeg:
+            return await WebRtcLeg.accept(offer_sdp, config=webrtc, label=label)
 
+        media = LocalMedia(
+            webrtc=new_leg,
+            rtp=RtpPorts(media_host, settings.rtp_port_min, settings.rtp_port_max),
+            recordings=recordings,
+            engine=EngineConfig(**_engine_config(settings)),
+        )
     return RoomService(
         bus=bus,
-        webrtc=new_leg,
-        rtp=RtpPorts(media_host, settings.rtp_port_min, settings.rtp_port_max),
-        recordings=RecordingStore(settings.data_dir / "recordings"),
+        media=media,
         settings=RoomSettings(
             max_participants=settings.room_max_participants,
             speakers=settings.room_speakers or None,
@@ -270,9 +319,6 @@ def _rooms(settings: Settings, bus: Bus, node: str) -> RoomService:
             connect_timeout_s=settings.room_connect_timeout_s,
             node=node,
             advertised_host=settings.public_host,
-        ),
-        engine=EngineConfig(
-            bitrate=settings.mix_bitrate, complexity=settings.mix_complexity, dtx=settings.mix_dtx
         ),
     )
 

@@ -512,6 +512,10 @@ class RoomEngine:
         return len(self._rooms)
 
     @property
+    def room_ids(self) -> list[str]:
+        return list(self._rooms)
+
+    @property
     def participants(self) -> int:
         return sum(len(room.channels) for room in self._rooms.values())
 

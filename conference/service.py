@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 from conference import forward
 from conference import room as rules
-from conference.engine import EngineConfig, RoomEngine
-from conference.recording import RecordingInfo, RecordingStore, RoomRecorder
+from conference.media import LocalMedia, WorkerMedia
+from conference.recording import RecordingInfo
 from conference.room import RTP, SIP, WEBRTC, Actor, Participant, Room
 from voice.bus import Bus
 from voice.errors import BadRequest, ChorusError, Conflict, Forbidden, NotFound, Unavailable
@@ -43,49 +43,14 @@ log = logging.getLogger("chorus.rooms")
 
 
 class RoomLeg(Protocol):
-    """A WebRTC leg as a room uses it (voice.webrtc.WebRtcLeg)."""
+    """A participant's WebRTC leg as the service watches it (the media attaches it)."""
 
     answer_sdp: str
     on_closed: Callable[[str], None] | None
-    on_packet: Callable[[int, int, bytes, int | None, float], None] | None
-
-    def send_frame(self, payload: bytes, tick: int) -> None: ...
 
     async def wait_connected(self, timeout: float) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-class RtpLegLike(Protocol):
-    local_port: int
-    on_packet: Callable[[int, int, bytes, int | None, float], None] | None
-
-    def send_frame(self, payload: bytes, tick: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class RtpPortsLike(Protocol):
-    host: str
-
-    def open(
-        self,
-        *,
-        remote_host: str,
-        remote_port: int,
-        codec: str,
-        payload_type: int | None = None,
-        label: str,
-        rtcp_mux: bool = False,
-        audio_level_id: int | None = None,
-    ) -> RtpLegLike: ...
-
-    def poll(self, now: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-WebRtcLegFactory = Callable[[str, str], Awaitable[RoomLeg]]  # (offer SDP, label) -> leg
 
 
 @dataclass(frozen=True)
@@ -144,24 +109,18 @@ class RoomService:
         self,
         *,
         bus: Bus,
-        webrtc: WebRtcLegFactory,
-        rtp: RtpPortsLike,
-        recordings: RecordingStore,
+        media: LocalMedia | WorkerMedia,
         settings: RoomSettings | None = None,
-        engine: EngineConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bus = bus
         self.settings = settings or RoomSettings()
-        self.rtp = rtp
-        self.recordings = recordings
+        self.media = media
+        self.recordings = media.recordings
         self.clock = clock
-        self._webrtc = webrtc
-        self.engine = RoomEngine(
-            engine, on_speaking=self._on_speaking, before_tick=[rtp.poll], autostart=True
-        )
+        media.on_speaking = self._on_speaking
+        media.on_lost = self._media_lost
         self._legs: dict[tuple[str, str], Any] = {}
-        self._recorders: dict[str, RoomRecorder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -254,7 +213,7 @@ class RoomService:
         await self._reserve(actor, room_id, participant, pin)
         label = f"room={room_id} {participant.participant_id}"
         try:
-            leg = await self._webrtc(sdp, label)
+            leg = await self.media.webrtc_leg(room_id, sdp, label)
         except BaseException:
             await self._unreserve(room_id, participant.participant_id)
             raise
@@ -295,7 +254,8 @@ class RoomService:
         )
         await self._reserve(actor, room_id, participant, None)
         try:
-            leg = self.rtp.open(
+            leg = await self.media.rtp_leg(
+                room_id,
                 remote_host=host,
                 remote_port=port,
                 codec=codec,
@@ -308,7 +268,7 @@ class RoomService:
             await self._unreserve(room_id, participant.participant_id)
             raise
         participant = await self._attach(room_id, participant, leg, codec)
-        server_host = self.settings.advertised_host or self.rtp.host
+        server_host = self.settings.advertised_host or self.media.rtp_host
         return participant, server_host, leg.local_port
 
     async def pin_needed(self, room_id: str) -> bool | None:
@@ -365,13 +325,11 @@ class RoomService:
                 await _close(leg)
                 message = "the room ended or you were removed while joining"
                 raise Conflict(message, code="room_ended")
-            engine_room = self.engine.room(room_id)
-            if engine_room is None:
-                self._open_media(room)
+            if not self.media.is_open(room_id):
+                await self._open_media(room)
                 if room.record:
                     await self.bus.add_member(_recorded_on(room_id), self.settings.node)
-            channel = self.engine.add(room_id, pid, codec, leg, muted=current.muted)
-            leg.on_packet = channel.push
+            await self.media.attach(room_id, pid, codec, leg, current.muted)
             if hasattr(leg, "on_closed"):
                 leg.on_closed = lambda reason: self._leg_closed(room_id, pid, reason)
             self._legs[(room_id, pid)] = leg
@@ -415,7 +373,7 @@ class RoomService:
             assert participant is not None
             if changed:
                 await self._save(room)
-                self.engine.set_muted(room_id, pid, participant.muted)
+                self.media.set_muted(room_id, pid, participant.muted)
                 await self._publish(room, _muted_event(room, participant))
             return participant
 
@@ -431,7 +389,7 @@ class RoomService:
             if changed:
                 await self._save(room)
             for participant in changed:
-                self.engine.set_muted(room_id, participant.participant_id, participant.muted)
+                self.media.set_muted(room_id, participant.participant_id, participant.muted)
                 await self._publish(room, _muted_event(room, participant))
             return changed
 
@@ -595,7 +553,7 @@ class RoomService:
     async def stop(self) -> None:
         """Ends every room this process mixes (reason "shutdown") and closes their media."""
         self._closing = True
-        for room_id in {room_id for room_id, _ in self._legs} | set(self._recorders):
+        for room_id in {room_id for room_id, _ in self._legs} | self.media.open_rooms():
             room = await self._load(room_id)
             if room is not None:
                 try:
@@ -604,13 +562,12 @@ class RoomService:
                     log.exception("room=%s not ended cleanly", room_id)
         for room_id, pid in list(self._legs):
             await self._detach(room_id, pid)
-        for room_id in list(self._recorders):
-            await self._close_media(room_id)
-        self.engine.stop()
+        for room_id in self.media.open_rooms():
+            await self.media.close_room(room_id)
+        await self.media.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.rtp.close()
 
     @property
     def open_legs(self) -> int:
@@ -623,41 +580,42 @@ class RoomService:
 
     # ------------------------------------------------------------------ helpers
 
-    def _open_media(self, room: Room) -> None:
-        recorder = None
+    async def _open_media(self, room: Room) -> None:
+        recording = None
         if room.record:
-            info = RecordingInfo(
+            recording = RecordingInfo(
                 recording_id=self.recordings.new_id(),
                 room_id=room.room_id,
                 room_name=room.name,
                 moderator_id=room.moderator_id,
                 started_at=self.clock(),
             )
-            config = self.engine.config
-            recorder = RoomRecorder(
-                self.recordings.directory(room.room_id),
-                info,
-                bitrate=config.bitrate,
-                complexity=config.complexity,
-            )
-            self._recorders[room.room_id] = recorder
-        self.engine.open_room(room.room_id, room.max_speakers, recorder)
+        await self.media.open_room(room.room_id, room.max_speakers, recording)
 
     async def _close_media(self, room_id: str) -> None:
-        self.engine.close_room(room_id)
-        recorder = self._recorders.pop(room_id, None)
-        if recorder is not None:
-            await recorder.close()
+        if self.media.is_open(room_id):
+            await self.media.close_room(room_id)
 
     async def _detach(self, room_id: str, pid: str) -> None:
-        self.engine.remove(room_id, pid)
         leg = self._legs.pop((room_id, pid), None)
-        if leg is not None:
-            leg.on_packet = None
-            await _close(leg)
-        engine_room = self.engine.room(room_id)
-        if engine_room is not None and not engine_room.channels:
+        await self.media.detach(room_id, pid, leg)
+        if self.media.is_open(room_id) and self.media.is_empty(room_id):
             await self._close_media(room_id)
+
+    def _media_lost(self, room_ids: list[str]) -> None:
+        """The worker mixing these rooms died: they end (reason "failed"), as they would
+        with their node, and their participants hear why."""
+        for room_id in room_ids:
+            for key in [key for key in self._legs if key[0] == room_id]:
+                self._legs.pop(key)
+            self._spawn(self._end_lost(room_id))
+
+    async def _end_lost(self, room_id: str) -> None:
+        async with self._lock(room_id):
+            room = await self._load(room_id)
+            if room is not None:
+                log.warning("room=%s ends: its media worker was lost", room_id)
+                await self._end(room, "failed")
 
     async def _forget_user(self, room: Room, participant: Participant) -> None:
         user = participant.user_id

@@ -3,6 +3,7 @@ reads the environment anywhere else."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,6 +50,13 @@ class Settings(BaseSettings):
         True, description="install the sample hotlines 12580 (Chinese) and 114 (English)"
     )
     log_level: str = Field("info", description="debug, info, warning, error")
+    media_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        le=256,
+        description="media worker processes for WebRTC legs and rooms (default: CPU count); "
+        "0 keeps media in the server process",
+    )
     # Audio rooms
     rtp_port_min: int = Field(
         40000, ge=1024, le=65534, description="lowest UDP port of plain-RTP room participants"

@@ -50,7 +50,11 @@ class Leg(Protocol):
     async def close(self) -> None: ...
 
 
-LegFactory = Callable[[str, str], Awaitable[Leg]]  # (offer_sdp, label) -> leg with answer
+class LegFactory(Protocol):
+    async def __call__(self, offer_sdp: str, label: str, *, near: Leg | None = None) -> Leg:
+        """A leg answering `offer_sdp`; `near`: the call's other leg, to be placed with it
+        (the same media worker relays between them without crossing processes)."""
+        ...
 
 
 class CallLog(logging.LoggerAdapter):
@@ -378,7 +382,8 @@ class CallController:
             if not await self.registry.claim_answer(call_id, device or "-"):
                 raise Conflict("the call was answered already", code="call_not_ringing")
             try:
-                leg = await self._open_leg(offer_sdp, call_id)
+                caller_leg = self._legs.get(call_id, {}).get(m.Party.CALLER)
+                leg = await self._open_leg(offer_sdp, call_id, near=caller_leg)
             except BaseException:
                 await self.registry.release_claim(call_id)
                 raise
@@ -571,8 +576,8 @@ class CallController:
             raise BadRequest("you cannot call yourself", code="cannot_call_self")
         return callee
 
-    async def _open_leg(self, offer_sdp: str, call_id: str) -> Leg:
-        leg = await self._new_leg(offer_sdp, call_id)
+    async def _open_leg(self, offer_sdp: str, call_id: str, *, near: Leg | None = None) -> Leg:
+        leg = await self._new_leg(offer_sdp, call_id, near=near)
         self.metrics.peer_connections.inc()
         return leg
 
