@@ -21,10 +21,11 @@ class _Up:
 
     def __init__(self, host: Host, obj_id: int, label: str) -> None:
         self.label = f"{label} (API process)"
+        self.relay_source: object | None = None
         self._host, self._id = host, obj_id
 
     def accept_relay_source(self, source: object | None) -> None:
-        pass
+        self.relay_source = source
 
     def receive_relayed(self, source: object, payload: bytes, timestamp: int, ssrc: int) -> None:
         self._host.emit(self._id, "packet", payload, timestamp, ssrc)

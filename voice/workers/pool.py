@@ -240,9 +240,11 @@ class MediaWorkers:
             return
         uptime = time.monotonic() - link.started_at
         log.warning("media worker %d (pid %d) was lost after %.1f s", link.index, link.pid, uptime)
-        # A worker that dies at once again and again must not spin: back off up to 5 s.
-        delay = RESTART_DELAY_S[0] if uptime > 30 else RESTART_DELAY_S[1]
-        task = asyncio.get_running_loop().create_task(self._replace(link.index, delay))
+        # A worker that dies soon after starting, again and again, must not spin.
+        self._replace_soon(link.index, RESTART_DELAY_S[0] if uptime > 30 else RESTART_DELAY_S[1])
+
+    def _replace_soon(self, index: int, delay: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._replace(index, delay))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -257,7 +259,7 @@ class MediaWorkers:
             self.restarts += 1
         except Exception as exc:
             log.error("media worker %d could not be restarted: %s", index, exc)
-            self._lost(link)
+            self._replace_soon(index, RESTART_DELAY_S[1])
 
     async def close(self) -> None:
         self._closing = True
