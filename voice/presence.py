@@ -68,5 +68,11 @@ class Presence:
                     break
 
 
+def device_channel(user_id: str, device: str) -> str:
+    """The events channel of one device of one user. The user is part of it: device ids are
+    chosen by clients, and two users' "phone" must never hear each other's calls."""
+    return f"device:{user_id}:{device}"
+
+
 def _key(user_id: str) -> str:
     return f"presence:{{{user_id}}}"

@@ -14,6 +14,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.runtime import Runtime
 from voice.errors import ChorusError, Unavailable
+from voice.presence import device_channel
 
 router = APIRouter(tags=["events"])
 log = logging.getLogger("chorus.events")
@@ -40,7 +41,9 @@ async def events(websocket: WebSocket) -> None:
     device = requested if DEVICE_ID.match(requested) else uuid.uuid4().hex
     await websocket.accept()
     try:
-        subscription = await runtime.bus.subscribe(f"user:{user.id}", f"device:{device}")
+        subscription = await runtime.bus.subscribe(
+            f"user:{user.id}", device_channel(user.id, device)
+        )
     except ChorusError as exc:  # the shared bus (Redis) is unreachable: "try again later"
         await websocket.close(code=1013, reason=exc.message[:120])
         return

@@ -287,3 +287,20 @@ async def test_history_survives_a_restart(start_service):
         alice.token = session["token"]
         history = await alice.ok("GET", "/v1/calls")
         assert [(c["call_id"], c["reason"]) for c in history] == [(call_id, "unreachable")]
+
+
+async def test_a_device_id_another_user_also_chose_hears_nothing_of_their_calls(service):
+    """Device ids are chosen by clients: bob's "phone" and carol's "phone" are two devices."""
+    alice, bob, carol = await users(service, "alice", "bob", "carol")
+    bob_phone, carol_phone = await bob.events("phone"), await carol.events("phone")
+    async with peers(CALLER_HZ, CALLEE_HZ, CALLER_HZ) as (caller, callee, second):
+        call_id = (await place(alice, "bob", caller))["call_id"]
+        await bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
+        await answer(bob, call_id, callee, device="phone")
+        await bob.ok("POST", f"/v1/calls/{call_id}/hangup")
+        await bob_phone.state(call_id, "ended")
+        # Carol's own next call comes after anything about bob's on her socket.
+        her_call = (await place(alice, "carol", second))["call_id"]
+        await carol_phone.next("call.incoming", lambda e: e["call_id"] == her_call)
+        await alice.ok("POST", f"/v1/calls/{her_call}/hangup")
+    assert not [e for e in carol_phone.seen if e.get("call_id") == call_id]

@@ -28,7 +28,7 @@ from voice.errors import BadRequest, ChorusError, Conflict, Forbidden, NotFound
 from voice.media.opus import OpusClip
 from voice.metrics import Metrics
 from voice.ports import Dialer, DtmfListener, RingbackSource, ServiceDesk
-from voice.presence import Presence
+from voice.presence import Presence, device_channel
 from voice.rpc import NodeRpc
 from voice.store import CallInfo, Store, UserInfo
 
@@ -345,21 +345,22 @@ class CallController:
         """A service offers its caller to agents: their devices ring with `context`, the
         first to answer takes the call. Returns the agents actually rung (those with a
         connected device and not in a call); empty when none could be."""
-        reachable, devices = [], set()
+        reachable, owners = [], {}
         for agent in agents:
             found = await self.presence.devices(agent)
             if found and not await self.registry.in_answered_call(agent):
                 reachable.append(agent)
-                devices |= found
+                for device in found:
+                    owners.setdefault(device, []).append(agent)
         if not reachable:
             return []
         async with self._lock(call_id):
             live = await self.registry.get(call_id)
             if live is None or not live.call.with_service or live.call.offered_to:
                 return []
-            live = replace(live, context=context)
+            live = replace(live, context=context, device_owners=owners)
             await self._step(
-                live, m.Offer(frozenset(reachable), frozenset(devices), self.clock() + ring_s)
+                live, m.Offer(frozenset(reachable), frozenset(owners), self.clock() + ring_s)
             )
         return reachable
 
@@ -673,14 +674,17 @@ class CallController:
             case m.Ring(device) if device in self._phones.get(call.call_id, {}):
                 self._spawn(self._ring_phone(live, device))
             case m.Ring(device):
-                await self.bus.publish(f"device:{device}", _incoming(live))
+                for owner in _owners(live, device):
+                    await self.bus.publish(device_channel(owner, device), _incoming(live))
             case m.StopRinging(device, reason) if device in self._phones.get(call.call_id, {}):
                 phone_leg = self._ringing_phones.get(call.call_id, {}).pop(device, None)
                 if phone_leg is not None:
                     self._spawn(phone_leg.close())  # CANCEL
             case m.StopRinging(device, reason):
                 ended = {"type": "call.state", "call_id": call.call_id, "state": "ended"}
-                await self.bus.publish(f"device:{device}", {**ended, "reason": reason.value})
+                stopped = {**ended, "reason": reason.value}
+                for owner in _owners(live, device):
+                    await self.bus.publish(device_channel(owner, device), stopped)
             case m.NotifyState(party):
                 if party is m.Party.CALLER or not call.with_service:
                     await self.bus.publish(self._channel(live, party), _state(call))
@@ -725,7 +729,7 @@ class CallController:
         if party is m.Party.CALLER:
             return f"user:{call.caller}"
         if call.answered_by:
-            return f"device:{call.answered_by}"
+            return device_channel(call.callee, call.answered_by)
         return f"user:{call.callee}"
 
     def _start_timer(self, call_id: str, name: str, at: float) -> None:
@@ -827,6 +831,12 @@ def _stored_view(info: CallInfo) -> CallView:
         info.answered_at,
         info.ended_at,
     )
+
+
+def _owners(live: LiveCall, device: str) -> list[str]:
+    """Whose device `device` is: the callee's, or, while a service offers its caller,
+    the agents' who have a device by that name."""
+    return (live.device_owners or {}).get(device) or [live.call.callee]
 
 
 def _incoming(live: LiveCall) -> dict[str, Any]:

@@ -17,6 +17,9 @@ class LiveCall:
     context: dict | None = None  # what a service tells the agent (menu path, digits)
     from_display: str | None = None  # the caller's display name, for the ringing screen
     node: str | None = None  # the node that placed it: its legs and timers live there
+    # A service call being offered: whose devices ring (device id -> agents that have one
+    # by that name; ids are chosen by clients, so two agents may both have a "phone").
+    device_owners: dict[str, list[str]] | None = None
 
 
 def _to_message(live: LiveCall) -> Message:
@@ -30,6 +33,7 @@ def _to_message(live: LiveCall) -> Message:
         "context": live.context,
         "from_display": live.from_display,
         "node": live.node,
+        "device_owners": live.device_owners,
     }
 
 
@@ -46,6 +50,7 @@ def _from_message(message: Message) -> LiveCall:
         message.get("context"),
         message.get("from_display"),
         message.get("node"),
+        message.get("device_owners"),
     )
 
 
