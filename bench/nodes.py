@@ -9,7 +9,10 @@ forwarded to it. The offers are real aiortc offers made once (ICE never complete
 not the media, is measured). Load comes from a separate process on the same 2 cores, so the
 scaling figure is what this machine gives, not what separate machines would.
 
-Usage: .venv/bin/python bench/nodes.py [--nodes 1,2,3] [--window 15] [--concurrency 12]
+Each run is NODESxWORKERS: nodes, and media worker processes per node (0: media in the node's
+own process). Server CPU includes the workers.
+
+Usage: .venv/bin/python bench/nodes.py [--runs 1x0,1x2,2x1,3x1] [--window 15] [--concurrency 12]
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ def redis_rtt_ms(port: int) -> float:
         client.close()
 
 
-def run(nodes: int, window: float, concurrency: int, sdp: str) -> dict[str, float]:
+def run(nodes: int, workers: int, window: float, concurrency: int, sdp: str) -> dict[str, float]:
     redis_server, postgres = RedisServer(), PostgresServer()
     redis_server.start()
     postgres.start()
@@ -135,6 +138,7 @@ def run(nodes: int, window: float, concurrency: int, sdp: str) -> dict[str, floa
         database = postgres.url(postgres.create_database())
         env = {"redis_url": redis_server.url, "database_url": database}
         env.update(sample_hotlines="false", sip_port="0")  # setups only: no SIP workers
+        env.update(media_workers=str(workers))
         for _ in range(nodes):
             servers.append(Server(**env))
         urls = [s.url for s in servers]
@@ -161,6 +165,7 @@ def run(nodes: int, window: float, concurrency: int, sdp: str) -> dict[str, floa
     p95 = times[min(len(times) - 1, round(0.95 * len(times)) - 1)] if times else 0.0
     return {
         "nodes": nodes,
+        "workers": workers,
         "setups_per_s": setups / elapsed,
         "errors": errors,
         "p50_ms": 1000 * times[len(times) // 2] if times else 0.0,
@@ -174,29 +179,35 @@ def run(nodes: int, window: float, concurrency: int, sdp: str) -> dict[str, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", default="1,2,3", help="node counts to run, e.g. 1,2,3")
+    parser.add_argument(
+        "--runs", default="1x0,1x2,2x1,3x1", help="NODESxWORKERS per run (workers per node)"
+    )
     parser.add_argument("--window", type=float, default=15.0, help="seconds of load per run")
     parser.add_argument("--concurrency", type=int, default=12, help="callers looping at once")
     args = parser.parse_args()
     print(f"nodes: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
     sdp = offer_sdp()
     rows = []
-    for count in (int(n) for n in args.nodes.split(",")):
-        print(f"  {count} node(s): {args.window:.0f} s of setups...", flush=True)
-        rows.append(run(count, args.window, args.concurrency, sdp))
+    for spec in args.runs.split(","):
+        count, workers = (int(x) for x in spec.split("x"))
+        print(f"  {count} node(s) x {workers} media worker(s): {args.window:.0f} s...", flush=True)
+        rows.append(run(count, workers, args.window, args.concurrency, sdp))
     print()
     print(
-        "nodes  setups/s  errors  p50 ms  p95 ms  servers CPU %  Redis cmds/setup  Redis ms/setup"
+        "nodes  workers  setups/s  errors  p50 ms  p95 ms  servers CPU %  Redis cmds/setup"
+        "  Redis ms/setup"
     )
     for r in rows:
         print(
-            f"{r['nodes']:>5}  {r['setups_per_s']:>8.1f}  {r['errors']:>6}  {r['p50_ms']:>6.0f}"
+            f"{r['nodes']:>5}  {r['workers']:>7}  {r['setups_per_s']:>8.1f}  {r['errors']:>6}"
+            f"  {r['p50_ms']:>6.0f}"
             f"  {r['p95_ms']:>6.0f}  {r['server_cpu_pct']:>13.0f}  "
             f"{r['redis_commands_per_setup']:>16.1f}  {r['redis_ms_per_setup']:>14.1f}"
         )
     base = rows[0]["setups_per_s"] or 1
+    first = f"{rows[0]['nodes']}x{rows[0]['workers']}"
     for r in rows[1:]:
-        print(f"scaling {rows[0]['nodes']} -> {r['nodes']} nodes: {r['setups_per_s'] / base:.2f}x")
+        print(f"scaling {first} -> {r['nodes']}x{r['workers']}: {r['setups_per_s'] / base:.2f}x")
     print(f"Redis round trip here: {rows[-1]['redis_rtt_ms']:.3f} ms (PING, loopback)")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 

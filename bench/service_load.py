@@ -42,6 +42,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of `pid` and every process under it: the live ones (utime + stime) and
+    the ones it has reaped (cutime + cstime), so a worker that exits mid-window still counts."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])
+    total = ticks / os.sysconf("SC_CLK_TCK")
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                total += sum(tree_cpu_s(int(child)) for child in children.read().split())
+        except OSError:
+            continue
+    return total
+
+
 class Server:
     """`chorus serve` in a fresh data dir; stopped (SIGTERM) on exit."""
 
@@ -66,9 +85,8 @@ class Server:
             raise RuntimeError("the server did not start")
 
     def cpu_s(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The server's CPU time, its media (and SIP) worker processes included."""
+        return tree_cpu_s(self.process.pid)
 
     def close(self) -> None:
         self.process.send_signal(signal.SIGTERM)

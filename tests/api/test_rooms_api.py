@@ -4,9 +4,11 @@ and bad input answered with clear 4xx errors that change nothing."""
 from __future__ import annotations
 
 import contextlib
+import socket
 
 from tests.peers import SinePeer
 from tests.service import ADMIN_KEY
+from tests.waiting import until
 
 
 @contextlib.asynccontextmanager
@@ -249,9 +251,23 @@ async def test_plain_rtp_participants_are_for_moderators_and_checked(service):
     view = await owner.ok("GET", f"/v1/rooms/{room_id}")
     assert sorted(p["codec"] for p in view["participants"]) == ["opus", "pcma", "pcmu"]
     await owner.ok("DELETE", f"/v1/rooms/{room_id}/participants/{first['participant_id']}")
-    assert service.runtime.rooms.rtp.legs == 2
+    assert service.runtime.rooms.open_legs == 2
+    await until(lambda: _free(first["server_port"]), timeout=10)  # its sockets are closed
     await owner.ok("DELETE", f"/v1/rooms/{room_id}")
-    assert service.runtime.rooms.rtp.legs == 0
+    assert service.runtime.rooms.open_legs == 0
+    await until(lambda: _free(second["server_port"]), timeout=10)
+
+
+async def _free(port: int) -> bool:
+    """Can the RTP/RTCP pair be bound again (its leg, wherever it lived, let it go)?"""
+    with contextlib.ExitStack() as stack:
+        for p in (port, port + 1):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            try:
+                sock.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
 
 
 async def test_recordings_belong_to_the_moderator(service):

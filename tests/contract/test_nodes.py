@@ -21,7 +21,7 @@ from tests.loopback.test_hotline_calls import MAIN_HZ, tone_menu
 from tests.loopback.test_rooms_media import _wait_mix, heard, join, tone_db
 from tests.peers import SinePeer
 from tests.rtp_peer import RtpPeer
-from tests.service import ADMIN_KEY, Client, running
+from tests.service import ADMIN_KEY, Client, Service, running
 from tests.sip_peers import free_udp_port
 from tests.waiting import until
 from voice.errors import ChorusError, Conflict
@@ -32,21 +32,48 @@ CALLER_HZ, CALLEE_HZ = 600.0, 1000.0
 
 
 @contextlib.asynccontextmanager
-async def two_nodes(
-    tmp_path, redis_server: RedisServer, postgres_server: PostgresServer, *, sip: bool = False
+async def nodes(
+    count: int,
+    tmp_path,
+    redis_server: RedisServer,
+    postgres_server: PostgresServer,
+    *,
+    sip: bool = False,
 ):
-    """Nodes A and B on one Redis and one PostgreSQL (with `sip`, each on a SIP port)."""
+    """`count` nodes (named a, b, c...) on one Redis and one PostgreSQL, started together and
+    stopped together when the test ends (with `sip`, each on a SIP port of its own)."""
     shared = {
         "redis_url": redis_server.url,
         "redis_key_prefix": f"n{uuid.uuid4().hex[:8]}:",
         "database_url": postgres_server.url(postgres_server.create_database()),
         "sample_hotlines": False,
     }
-    sip_a, sip_b = (free_udp_port(), free_udp_port()) if sip else (0, 0)
-    async with (
-        running(tmp_path / "a", sip_port=sip_a, **shared) as node_a,
-        running(tmp_path / "b", sip_port=sip_b, **shared) as node_b,
-    ):
+    managers = [
+        running(tmp_path / chr(ord("a") + i), sip_port=free_udp_port() if sip else 0, **shared)
+        for i in range(count)
+    ]
+    started = await asyncio.gather(*(m.__aenter__() for m in managers), return_exceptions=True)
+    up = [m for m, node in zip(managers, started, strict=True) if isinstance(node, Service)]
+    try:
+        for node in started:
+            if isinstance(node, BaseException):
+                raise node
+        yield tuple(started)
+    finally:
+        stopped = await asyncio.gather(
+            *(m.__aexit__(None, None, None) for m in up), return_exceptions=True
+        )
+        for failure in stopped:
+            if isinstance(failure, BaseException):
+                raise failure
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    tmp_path, redis_server: RedisServer, postgres_server: PostgresServer, *, sip: bool = False
+):
+    """Nodes A and B on one Redis and one PostgreSQL (with `sip`, each on a SIP port)."""
+    async with nodes(2, tmp_path, redis_server, postgres_server, sip=sip) as (node_a, node_b):
         yield node_a, node_b
 
 
@@ -532,7 +559,7 @@ async def test_a_room_mixed_by_one_node_is_joined_moderated_and_ended_through_th
             bob_pid = await join(bob, room_id, bob_peer)  # through B
             alice_pid = await join(alice, room_id, alice_peer)  # through A
             assert (rooms_a.open_legs, rooms_b.open_legs) == (2, 0)
-            assert rooms_b.engine.room(room_id) is None
+            assert not rooms_b.media.is_open(room_id)
             for peer in (alice_peer, bob_peer):
                 await peer.wait_connected()
             mark = await _wait_mix([alice_peer, bob_peer], [alice_hz, bob_hz])
@@ -592,7 +619,7 @@ async def test_a_room_mixed_by_one_node_is_joined_moderated_and_ended_through_th
             for app in (alice_app, bob_app):
                 ended = await app.next("room.ended", lambda e: e["room_id"] == room_id)
                 assert ended["reason"] == "ended"
-            assert rooms_a.open_legs == 0 and rooms_a.engine.room(room_id) is None
+            assert rooms_a.open_legs == 0 and not rooms_a.media.is_open(room_id)
         finally:
             for closing in (alice_peer, bob_peer, gateway):
                 await closing.close()
