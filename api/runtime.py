@@ -143,6 +143,7 @@ class Runtime:
         sip = await _sip(settings, calls, RoomDoor(rooms, speaker), registrar)
         calls.dialer = sip  # app users call sip: addresses when SIP is on
         nodes.sweepers += [calls.sweep, rooms.sweep]
+        nodes.resyncers += [calls.resync, rooms.resync]
         # Requests about a call carried by another node are run there (its legs, timers, lock).
         rpc = NodeRpc(bus, nodes.node_id, alive=nodes.alive)
         calls.serve_nodes(rpc)

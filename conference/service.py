@@ -121,6 +121,8 @@ class RoomService:
         media.on_speaking = self._on_speaking
         media.on_lost = self._media_lost
         self._legs: dict[tuple[str, str], Any] = {}
+        # The rooms this node mixes, as last written to the bus (see `resync`).
+        self._mixed: dict[str, Room] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -431,6 +433,7 @@ class RoomService:
 
     async def _end(self, room: Room, reason: str) -> None:
         room_id = room.room_id
+        self._mixed.pop(room_id, None)
         await self.bus.delete(_key(room_id))
         await self.bus.delete(_speaking_key(room_id))
         await self.bus.remove_member(ALL_ROOMS, room_id)
@@ -660,7 +663,29 @@ class RoomService:
         return room
 
     async def _save(self, room: Room) -> None:
+        if room.node == self.settings.node:
+            self._mixed[room.room_id] = room
+        else:
+            self._mixed.pop(room.room_id, None)
         await self.bus.put(_key(room.room_id), room.to_message())
+
+    async def resync(self) -> int:
+        """The bus lost its data (a Redis restart): write back the rooms this node mixes,
+        with who is in them, so they can be found, joined and moderated again."""
+        restored = 0
+        for room_id in list(self._mixed):
+            async with self._lock(room_id):
+                room = self._mixed.get(room_id)
+                if room is None or await self._load(room_id) is not None:
+                    continue
+                await self._save(room)
+                await self.bus.add_member(ALL_ROOMS, room_id)
+                for user in room.users():
+                    await self.bus.add_member(_rooms_of(user), room_id)
+                if self.media.is_open(room_id) and room.record:
+                    await self.bus.add_member(_recorded_on(room_id), self.settings.node)
+                restored += 1
+        return restored
 
     async def _speaking(self, room_id: str) -> tuple[str, ...]:
         message = await self.bus.get(_speaking_key(room_id))

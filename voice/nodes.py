@@ -4,7 +4,12 @@ Each node keeps `node:{<id>}` in the bus with a short TTL and refreshes it every
 a node that dies (killed, frozen, cut off from Redis) stops refreshing and its key expires
 within `ttl_s`. After each refresh the node runs its sweepers: they end the calls (and free
 the rooms) whose owning node's key is gone. A graceful shutdown deletes the key after the
-node ended its own calls, so nothing is left to sweep."""
+node ended its own calls, so nothing is left to sweep.
+
+A node that finds its own key gone at a beat (it is refreshed three times per TTL) knows the
+bus lost its data: Redis restarted without persistence, or failed over to a replica that had
+not caught up. Its resyncers then write back what it carries (calls, rooms), so requests about
+them work again without any restart."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ log = logging.getLogger("chorus.nodes")
 
 NODE_TTL_S = 6.0
 Sweeper = Callable[[Callable[[str], Awaitable[bool]]], Awaitable[int]]
+Resyncer = Callable[[], Awaitable[int]]  # writes back this node's live state; how many items
 
 
 def new_node_id() -> str:
@@ -40,6 +46,8 @@ class NodeBeat:
         self.node_id = node_id
         self.ttl_s = ttl_s
         self.sweepers: list[Sweeper] = []
+        self.resyncers: list[Resyncer] = []
+        self.resyncs = 0  # times the bus was found to have lost this node's state
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -61,11 +69,21 @@ class NodeBeat:
     async def _beat(self) -> None:
         await self.bus.put(_key(self.node_id), {"node": self.node_id}, ttl_s=self.ttl_s)
 
+    async def _resync(self) -> None:
+        self.resyncs += 1
+        restored = 0
+        for resync in self.resyncers:
+            restored += await resync()
+        log.warning("the bus had lost this node's live state: %d item(s) written back", restored)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.ttl_s / 3)
             try:
+                lost = await self.bus.get(_key(self.node_id)) is None
                 await self._beat()
+                if lost:
+                    await self._resync()
                 for sweep in self.sweepers:
                     swept = await sweep(self.alive)
                     if swept:

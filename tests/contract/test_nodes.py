@@ -779,3 +779,61 @@ async def test_a_trunk_stored_through_one_node_is_used_by_the_others(
 
 async def _gone(node) -> bool:
     return "carrier" not in node.runtime.sip.trunks
+
+
+async def test_a_call_and_a_room_go_on_through_a_redis_restart_that_lost_every_key(
+    tmp_path, fresh_redis, postgres_server
+):
+    """Redis restarts without persistence mid-call: the media never stopped (it does not go
+    through Redis), and the node carrying the call and mixing the room writes them back, so
+    the parties hang up and the moderator ends the room as if nothing had happened."""
+    shared = {
+        "redis_url": fresh_redis.url,
+        "database_url": postgres_server.url(postgres_server.create_database()),
+        "sample_hotlines": False,
+    }
+    async with (
+        running(tmp_path / "a", **shared) as node_a,
+        running(tmp_path / "b", **shared) as node_b,
+        ringing_across_nodes(node_a, node_b) as call,
+    ):
+        path = f"/v1/calls/{call.call_id}"
+        callee = SinePeer(CALLEE_HZ)
+        try:
+            body = {"sdp": await callee.offer(), "device_id": call.bob_phone.device_id}
+            answered = await call.bob.ok("POST", path + "/answer", json=body)
+            await callee.accept_answer(answered["sdp"])
+            await callee.wait_for_audio(CALLER_HZ, timeout=20)
+            await call.caller.wait_for_audio(CALLEE_HZ, timeout=20)
+            room_id = (await call.alice.ok("POST", "/v1/rooms", 201, json={}))["room_id"]
+
+            fresh_redis.kill()
+            fresh_redis.start()  # same port, every key lost
+
+            async def written_back() -> bool:
+                response = await call.bob.request("GET", path)  # through B
+                rooms = await call.alice.request("GET", f"/v1/rooms/{room_id}")
+                return (
+                    response.status_code == 200
+                    and response.json()["state"] == "answered"
+                    and rooms.status_code == 200
+                )
+
+            await until(written_back, timeout=30, every=0.2)
+            assert node_a.runtime.nodes.resyncs >= 1
+            mark = time.monotonic()  # the call's media went on all along
+            await callee.wait_heard(1.0, since_s=mark, timeout=20)
+            assert callee.hears(CALLER_HZ)
+            await call.bob.ok("POST", path + "/hangup")  # through B, run by A
+
+            async def ended() -> bool:
+                view = await call.alice.ok("GET", path)
+                return view["state"] == "ended"
+
+            await until(ended, timeout=10, every=0.1)
+            view = await call.alice.ok("GET", path)
+            assert view["reason"] == "completed"
+            assert node_a.runtime.calls.open_legs == 0
+            await call.alice.ok("DELETE", f"/v1/rooms/{room_id}")
+        finally:
+            await callee.close()

@@ -108,6 +108,9 @@ class CallController:
         self.clock = clock
         self._new_leg = legs
         self._legs: dict[str, dict[m.Party, Leg]] = {}
+        # The calls this node carries, as last written to the bus: written back if the bus
+        # loses them (see `resync`).
+        self._carried: dict[str, LiveCall] = {}
         # Registered desk phones of a call's callee (device -> binding) and those ringing.
         self._phones: dict[str, dict[str, Any]] = {}
         self._ringing_phones: dict[str, dict[str, Any]] = {}
@@ -517,6 +520,24 @@ class CallController:
             ended += 1
         return ended
 
+    async def resync(self) -> int:
+        """The bus lost its data (a Redis restart): write back the calls this node carries,
+        so their parties can still answer, press keys and hang up. A call another node swept
+        meanwhile (this one was frozen and taken for dead) stays ended: its legs close."""
+        restored = 0
+        for call_id in list(self._carried):
+            async with self._lock(call_id):
+                live = self._carried.get(call_id)
+                if live is None or await self.registry.get(call_id) is not None:
+                    continue
+                if await self.registry.swept(call_id):
+                    self._carried.pop(call_id, None)
+                    await self._close_legs(call_id)
+                    continue
+                await self.registry.put(live)
+                restored += 1
+        return restored
+
     async def shutdown(self) -> None:
         """Ends every call this node carries (reason `failed`), closes every leg."""
         self._closing = True
@@ -648,8 +669,11 @@ class CallController:
     ) -> None:
         call = live.call
         if call.state is m.CallState.ENDED:
+            self._carried.pop(call.call_id, None)
             await self.registry.remove(call)
         else:
+            if live.node == self.node:
+                self._carried[call.call_id] = live
             await self.registry.put(live)
         if previous is None or previous.state is not call.state:
             await self.store.save_call(_record(live))

@@ -87,6 +87,9 @@ class CallRegistry:
         """One surviving node ends a dead node's call, not all of them."""
         return await self._bus.put_if_absent(f"call:{{{call_id}}}:swept", {"by": node}, ttl_s=60)
 
+    async def swept(self, call_id: str) -> bool:
+        return await self._bus.get(f"call:{{{call_id}}}:swept") is not None
+
     async def calls_of(self, user_id: str) -> list[LiveCall]:
         found = []
         for call_id in sorted(await self._bus.members(f"calls-of:{{{user_id}}}")):
