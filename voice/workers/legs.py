@@ -2,13 +2,15 @@
 `voice.webrtc.WebRtcLeg` for the call controller, the hotline and the rooms service.
 
 Two legs of one worker relay inside it (nothing crosses the process boundary); the controller
-places a call's second leg next to its first, so that is the usual case. A leg of another kind
-(a SIP leg, in this process) or of another worker is relayed through this process: the
-worker sends what its peer says up as events and takes what it must send as messages.
+places a call's second leg next to its first, so that is the usual case. Two legs of two
+workers are bridged over loopback RTP, worker to worker. A leg of another kind (a SIP leg, in
+this process) is relayed through this process: the worker sends what its peer says up as
+events and takes what it must send as messages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,8 @@ class RemoteLeg:
         self._on_audio: Callable[[bytes, int], None] | None = None
         self._relay_target: Any = None  # a leg of this process (or another worker)
         self._parent_source: Any = None  # the leg of this process relaying into this one
+        self._bridged_from: RemoteLeg | None = None  # a leg of another worker sending here
+        self._bridging: asyncio.Task[None] | None = None
         self._closing = False
         self._ended = False
 
@@ -60,22 +64,45 @@ class RemoteLeg:
         if previous is not None:
             if previous.relay_source is self:
                 previous.accept_relay_source(None)
-            self._tell("relay_to_parent", False)
+            if not isinstance(previous, RemoteLeg):
+                self._tell("relay_to_parent", False)
         if other is None:
             self._tell("relay_to", None)
         elif isinstance(other, RemoteLeg) and other.link is self.link:
             self._tell("relay_to", Ref(other.obj_id))
+        elif isinstance(other, RemoteLeg):
+            self._relay_target = other
+            self._tell("relay_to", None)  # until the bridge is up
+            self._bridging = asyncio.get_running_loop().create_task(self._bridge(other))
         else:
             self._relay_target = other
             other.accept_relay_source(self)
             self._tell("relay_to_parent", True)
 
+    async def _bridge(self, other: RemoteLeg) -> None:
+        """Relay to a leg of another worker: it opens a loopback RTP port, this worker sends
+        there what this leg's peer says."""
+        try:
+            port = await other.link.call(other.obj_id, "listen_bridge")
+        except Exception as exc:
+            log.warning("[%s] no bridge to %s: %s", self.label, other.label, exc)
+            return
+        if self._relay_target is other and not self._closing:
+            other._bridged_from = self
+            self._tell("relay_to_port", port)
+
     @property
     def relay_source(self) -> object | None:
-        return self._parent_source
+        return self._parent_source or self._bridged_from
 
     def accept_relay_source(self, source: object | None) -> None:
-        """A leg of this process (or of another worker) is to be heard through this one."""
+        """A leg of this process is to be heard through this one (None: no longer; that
+        also ends a bridge from another worker)."""
+        if source is None and self._bridged_from is not None:
+            self._bridged_from = None
+            self._tell("stop_bridge")
+        if isinstance(source, RemoteLeg):
+            return  # a bridge, set up by `listen_bridge`
         self._parent_source = source
         self._tell("accept_parent_source", source is not None)
 
