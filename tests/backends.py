@@ -7,6 +7,7 @@ system user (the Debian package creates it) on a directory that user owns."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import os
 import shutil
@@ -55,7 +56,7 @@ class RedisServer:
     """`redis-server` without persistence: a restart loses every key, like a real crash of an
     unpersisted Redis."""
 
-    def __init__(self, replica_of: int | None = None) -> None:
+    def __init__(self, replica_of: int | None = None, cluster_dir: str | None = None) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
@@ -64,6 +65,10 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="chorus-redis-")
         self.process: subprocess.Popen | None = None
         self.replica_of = replica_of  # a master's port: this one replicates it
+        # A node of a Redis Cluster keeps its view of the cluster in this directory (so a
+        # restarted node rejoins with its slots) and dies with the test process.
+        self.cluster_dir = cluster_dir
+        self.cluster_port = free_port() if cluster_dir else None
 
     @property
     def url(self) -> str:
@@ -73,6 +78,13 @@ class RedisServer:
         # The port may still be held for a moment by the process just killed.
         deadline = time.monotonic() + START_TIMEOUT_S
         replication = ["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []
+        cluster = []
+        if self.cluster_dir:
+            conf = os.path.join(self.cluster_dir, f"nodes-{self.port}.conf")
+            # The cluster bus port must be free too: by default it is port + 10000, which
+            # may be taken or beyond 65535 for a port from the ephemeral range.
+            cluster = ["--cluster-enabled", "yes", "--cluster-config-file", conf,
+                       "--cluster-port", str(self.cluster_port)]  # fmt: skip
         while True:
             self.process = subprocess.Popen(
                 [
@@ -84,9 +96,11 @@ class RedisServer:
                     "--dir", self.dir,
                     "--loglevel", "warning",
                     *replication,
+                    *cluster,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if self.cluster_dir else None,
             )  # fmt: skip
             try:
                 _wait_port(self.port, self.process, 10)
@@ -107,6 +121,72 @@ class RedisServer:
     def close(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterServer:
+    """A Redis Cluster of three masters (no replicas), each a `RedisServer` on a free port, all
+    covering the 16384 slots between them. Its nodes die with the test process even if it is
+    killed without running its finalizers."""
+
+    MASTERS = 3
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="chorus-redis-cluster-")
+        self.nodes = [RedisServer(cluster_dir=self.dir) for _ in range(self.MASTERS)]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports) + "/"
+
+    def start(self) -> None:
+        try:
+            for node in self.nodes:
+                node.start()
+            result = subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{port}" for port in self.ports),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout}")
+            self.wait_ok()
+        except BaseException:
+            self.close()
+            raise
+
+    def wait_ok(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Until every node says `cluster_state:ok` (all slots assigned and reachable)."""
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while "cluster_state:ok" not in self._cluster_info(port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the cluster is not ok after {timeout} s (port {port})")
+                time.sleep(0.05)
+
+    @staticmethod
+    def _cluster_info(port: int) -> str:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(port), "cluster", "info"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        return result.stdout
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGKILL when the thread that started it
+    dies, so start cluster nodes from the main thread (it lives as long as the test process)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class SentinelServer:

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.backends import PostgresServer, RedisServer, postgres_bin_dir, redis_binary
+from tests.backends import (
+    PostgresServer,
+    RedisClusterServer,
+    RedisServer,
+    postgres_bin_dir,
+    redis_binary,
+)
 from voice.bus import Bus, LocalBus
 from voice.bus.redis import RedisBus
 from voice.store import Store
@@ -30,6 +36,19 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    if redis_binary() is None:
+        pytest.fail("redis-server is not installed (scripts/system-packages.sh installs it)")
+    cluster = RedisClusterServer()
+    atexit.register(cluster.close)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +77,7 @@ def fresh_redis() -> Iterator[RedisServer]:
         server.close()
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "redis", "redis-cluster"])
 def bus_kind(request) -> str:
     return request.param
 
@@ -74,8 +93,11 @@ async def make_bus(bus_kind, request) -> AsyncIterator[Callable[..., Awaitable[B
     async def make(**options: Any) -> Bus:
         if bus_kind == "local":
             return shared
-        server: RedisServer = request.getfixturevalue("redis_server")
-        bus = RedisBus(server.url, prefix=prefix, **options)
+        if bus_kind == "redis-cluster":
+            url = request.getfixturevalue("redis_cluster").url
+        else:
+            url = request.getfixturevalue("redis_server").url
+        bus = RedisBus(url, prefix=prefix, **options)
         await bus.start()
         made.append(bus)
         return bus

@@ -12,6 +12,13 @@ multiplexes every subscription of the process. When Redis goes away the reader r
 capped exponential backoff and resubscribes everything; events published while it was gone are
 lost (pub/sub is fire-and-forget). Commands are bounded: while Redis is unreachable they raise
 `Unavailable` (503) after a short retry instead of hanging.
+
+Redis Cluster (`redis+cluster://host:port,host:port/`): commands go through redis-py's cluster
+client, which routes each key to the master of its slot. Every command and script here touches
+exactly one key, so none can span slots. Classic PUBLISH is broadcast to every node of a
+cluster, so the pub/sub reader keeps its ONE connection to any one node (the first of the URL
+that answers, then the next on failure) and hears every event, whichever node it was published
+through.
 """
 
 from __future__ import annotations
@@ -25,12 +32,19 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from voice.bus.base import Message
@@ -42,8 +56,16 @@ T = TypeVar("T")
 
 _CLOSED = object()
 # Errors that mean "Redis is not there right now" (down, restarting, loading its data, a
-# replica during a failover), as opposed to a bug in a command.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+# replica during a failover, a cluster that lost a master's slots), as opposed to a bug in a
+# command.
+_UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    SlotNotCoveredError,
+    OSError,
+)
 
 # add_member: ARGV[1] member, ARGV[2] TTL in ms or "" for none. The key itself expires with
 # its longest-lived member, so a set whose members all expired does not linger.
@@ -97,7 +119,9 @@ class RedisSubscription:
 class RedisBus:
     """`Bus` over Redis. `url` is a redis-py URL (`redis://[:password@]host:port/db`,
     `rediss://` for TLS, `unix:///path/to/socket`), or `redis+sentinel://h1:26379,h2:26379/
-    <master name>[/db]` for a Redis watched by Sentinel (failover to a replica)."""
+    <master name>[/db]` for a Redis watched by Sentinel (failover to a replica), or
+    `redis+cluster://h1:6379,h2:6379/` for a Redis Cluster (any of its nodes; the client
+    discovers the others)."""
 
     def __init__(
         self,
@@ -124,8 +148,15 @@ class RedisBus:
             "retry_on_error": [RedisConnectionError, RedisTimeoutError],
             "health_check_interval": 30,
         }
+        self._options = options
         self._sentinel = _sentinel_of(url)
-        if self._sentinel is not None:
+        self._cluster = _cluster_of(url)
+        self._redis: Redis | RedisCluster
+        if self._cluster is not None:
+            self._redis = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in self._cluster], **options
+            )
+        elif self._sentinel is not None:
             # Sentinel: every connection (commands and the pub/sub reader alike) asks the
             # sentinels for the current master when it connects, so after a failover the
             # reconnect logic below lands on the new master by itself.
@@ -149,6 +180,7 @@ class RedisBus:
         self._wake = asyncio.Event()  # cuts the reader's backoff short (someone is waiting)
         self._closing = False
         self.reconnects = 0  # pub/sub connections made after the first (for tests, metrics)
+        self._next_node = 0  # cluster: the node the pub/sub reader tries next
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -259,9 +291,9 @@ class RedisBus:
         while not self._closing:
             conn: AbstractConnection | None = None
             try:
-                # A connection of our own, made like the pool's but never handed out by it,
-                # that does not retry by itself: this loop decides when to try again.
-                conn = self._redis.connection_pool.make_connection()
+                # A connection of our own, never handed out by a pool, that does not retry by
+                # itself: this loop decides when to try again.
+                conn = self._pubsub_connection()
                 conn.retry = Retry(NoBackoff(), 0)
                 await conn.connect()
                 self._conn = conn
@@ -327,6 +359,18 @@ class RedisBus:
                         if not future.done():
                             future.set_result(None)
 
+    def _pubsub_connection(self) -> AbstractConnection:
+        if not isinstance(self._redis, RedisCluster):
+            return self._redis.connection_pool.make_connection()
+        # Any node hears every PUBLISH of the cluster. Each attempt takes the next node: the
+        # URL's first, then the URL's others and any the client discovered, so a dead node is
+        # left behind.
+        known = [(node.host, int(node.port)) for node in self._redis.get_nodes()]
+        nodes = list(dict.fromkeys([*(self._cluster or []), *known]))
+        host, port = nodes[self._next_node % len(nodes)]
+        self._next_node += 1
+        return Connection(host=host, port=port, **self._options)
+
     def _deliver(self, channel: str, data: Any) -> None:
         subs = self._subscribers.get(channel)
         if not subs:
@@ -347,6 +391,8 @@ class RedisBus:
         self._waiters.clear()
 
     def _where(self) -> str:
+        if self._cluster is not None:
+            return f"cluster nodes {', '.join(f'{h}:{p}' for h, p in self._cluster)}"
         if self._sentinel is not None:
             sentinels, master, _ = self._sentinel
             return f"master {master!r} of sentinels {', '.join(f'{h}:{p}' for h, p in sentinels)}"
@@ -393,7 +439,13 @@ class RedisBus:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await command
-        except _UNREACHABLE as exc:
+        except (*_UNREACHABLE, RedisClusterException) as exc:
+            # The cluster client says "no node answers" as a RedisClusterException caused by
+            # the connection error; its other RedisClusterExceptions are bugs, not outages.
+            if isinstance(exc, RedisClusterException) and not isinstance(
+                exc.__cause__, _UNREACHABLE
+            ):
+                raise
             raise Unavailable("live state (Redis) is not reachable, try again shortly") from exc
 
 
@@ -405,15 +457,32 @@ def _sentinel_of(url: str) -> tuple[list[tuple[str, int]], str, int] | None:
         return None
     hosts, _, path = url[len(prefix) :].partition("/")
     name, _, db = path.partition("/")
-    sentinels = []
-    for host in hosts.split(","):
-        address, _, port = host.rpartition(":")
-        if not address or not port.isdigit():
-            raise ValueError(f"a sentinel is host:port, not {host!r}")
-        sentinels.append((address, int(port)))
+    sentinels = _addresses(hosts, "a sentinel")
     if not name:
         raise ValueError("name the master: redis+sentinel://host:26379/<master name>")
     return sentinels, name, int(db) if db.isdigit() else 0
+
+
+def _cluster_of(url: str) -> list[tuple[str, int]] | None:
+    """`redis+cluster://host:6379,host2:6379/`: the nodes to discover the cluster from; None
+    for any other URL."""
+    prefix = "redis+cluster://"
+    if not url.startswith(prefix):
+        return None
+    hosts, _, path = url[len(prefix) :].partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0: redis+cluster://host:6379/")
+    return _addresses(hosts, "a cluster node")
+
+
+def _addresses(hosts: str, what: str) -> list[tuple[str, int]]:
+    found = []
+    for host in hosts.split(","):
+        address, _, port = host.rpartition(":")
+        if not address or not port.isdigit():
+            raise ValueError(f"{what} is host:port, not {host!r}")
+        found.append((address, int(port)))
+    return found
 
 
 def _dump(message: Message) -> str:
