@@ -91,18 +91,25 @@ async def _load(
                 errors += 1
                 await asyncio.sleep(0.1)
 
-    began = time.monotonic()
+    began, cpu0 = time.monotonic(), time.process_time()
     await asyncio.gather(*(worker(*pair) for pair in pairs))
-    elapsed = time.monotonic() - began
+    elapsed, cpu = time.monotonic() - began, time.process_time() - cpu0
     for ws in sockets:
         await ws.close()
     for http in clients:
         await http.aclose()
-    out.send((len(done), errors, elapsed, sorted(done)))  # type: ignore[attr-defined]
+    out.send((len(done), errors, elapsed, sorted(done), cpu))  # type: ignore[attr-defined]
 
 
 def _load_main(*args: object) -> None:
     asyncio.run(_load(*args))  # type: ignore[arg-type]
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy (not idle or waiting), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(x) for x in stat.readline().split()[1:9]]  # guest time is in user
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def redis_commands(port: int) -> int:
@@ -149,12 +156,13 @@ def run(nodes: int, workers: int, window: float, concurrency: int, sdp: str) -> 
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         commands0 = redis_commands(redis_server.port)
-        cpu0 = [s.cpu_s() for s in servers]
+        cpu0, busy0, wall0 = [s.cpu_s() for s in servers], machine_busy_s(), time.monotonic()
         process = ctx.Process(target=_load_main, args=(urls, pairs, sdp, window, child))
         process.start()
-        setups, errors, elapsed, times = parent.recv()
+        setups, errors, elapsed, times, load_cpu = parent.recv()
         process.join(60)
         cpu = sum(s.cpu_s() - c for s, c in zip(servers, cpu0, strict=True))
+        busy, wall = machine_busy_s() - busy0, time.monotonic() - wall0
         commands = redis_commands(redis_server.port) - commands0
         rtt = redis_rtt_ms(redis_server.port)
     finally:
@@ -170,7 +178,10 @@ def run(nodes: int, workers: int, window: float, concurrency: int, sdp: str) -> 
         "errors": errors,
         "p50_ms": 1000 * times[len(times) // 2] if times else 0.0,
         "p95_ms": 1000 * p95,
-        "server_cpu_pct": 100 * cpu / elapsed,
+        # Over the whole run (the load process's start and connections included).
+        "server_cpu_pct": 100 * cpu / wall,
+        "load_cpu_pct": 100 * load_cpu / elapsed,
+        "busy_pct": 100 * busy / wall,
         "redis_commands_per_setup": commands / max(1, setups),
         "redis_ms_per_setup": commands / max(1, setups) * rtt,
         "redis_rtt_ms": rtt,
@@ -194,14 +205,15 @@ def main() -> None:
         rows.append(run(count, workers, args.window, args.concurrency, sdp))
     print()
     print(
-        "nodes  workers  setups/s  errors  p50 ms  p95 ms  servers CPU %  Redis cmds/setup"
-        "  Redis ms/setup"
+        "nodes  workers  setups/s  errors  p50 ms  p95 ms  servers CPU %  load CPU %  machine %"
+        "  Redis cmds/setup  Redis ms/setup"
     )
     for r in rows:
         print(
             f"{r['nodes']:>5}  {r['workers']:>7}  {r['setups_per_s']:>8.1f}  {r['errors']:>6}"
             f"  {r['p50_ms']:>6.0f}"
-            f"  {r['p95_ms']:>6.0f}  {r['server_cpu_pct']:>13.0f}  "
+            f"  {r['p95_ms']:>6.0f}  {r['server_cpu_pct']:>13.0f}  {r['load_cpu_pct']:>10.0f}"
+            f"  {r['busy_pct']:>9.0f}  "
             f"{r['redis_commands_per_setup']:>16.1f}  {r['redis_ms_per_setup']:>14.1f}"
         )
     base = rows[0]["setups_per_s"] or 1
