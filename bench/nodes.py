@@ -94,11 +94,13 @@ async def _load(
     began, cpu0 = time.monotonic(), time.process_time()
     await asyncio.gather(*(worker(*pair) for pair in pairs))
     elapsed, cpu = time.monotonic() - began, time.process_time() - cpu0
+    # Figures first: the parent measures CPU up to now. (Closing sockets whose events were
+    # never read can take seconds: the close waits behind them.)
+    out.send((len(done), errors, elapsed, sorted(done), cpu))  # type: ignore[attr-defined]
     for ws in sockets:
         await ws.close()
     for http in clients:
         await http.aclose()
-    out.send((len(done), errors, elapsed, sorted(done), cpu))  # type: ignore[attr-defined]
 
 
 def _load_main(*args: object) -> None:
@@ -160,9 +162,9 @@ def run(nodes: int, workers: int, window: float, concurrency: int, sdp: str) -> 
         process = ctx.Process(target=_load_main, args=(urls, pairs, sdp, window, child))
         process.start()
         setups, errors, elapsed, times, load_cpu = parent.recv()
-        process.join(60)
         cpu = sum(s.cpu_s() - c for s, c in zip(servers, cpu0, strict=True))
         busy, wall = machine_busy_s() - busy0, time.monotonic() - wall0
+        process.join(60)
         commands = redis_commands(redis_server.port) - commands0
         rtt = redis_rtt_ms(redis_server.port)
     finally:
