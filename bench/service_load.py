@@ -9,6 +9,7 @@ from /proc/<pid>/stat over a window (every thread of the process). Loopback only
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 import os
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -83,6 +85,15 @@ class Server:
                 break
         else:
             raise RuntimeError("the server did not start")
+        # Keep reading what it logs: a full pipe would block the server (and its workers,
+        # which share its stderr) mid-benchmark. The last lines are kept for a report.
+        self.log_tail: collections.deque[str] = collections.deque(maxlen=50)
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log_tail.append(line)
 
     def cpu_s(self) -> float:
         """The server's CPU time, its media (and SIP) worker processes included."""

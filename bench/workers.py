@@ -83,9 +83,12 @@ async def run(workers: int, rooms: int, size: int, window: float) -> dict[str, f
         await asyncio.sleep(window)
         w1, c1, g1, m1 = time.monotonic(), tree_cpu_s(server.process.pid), self_cpu_s(), machine()
         rx1 = sum(p.rx for p in parts)
+        if os.environ.get("BENCH_DEBUG"):
+            print([p.rx for p in parts])
         stop.set()
         await media
     finally:
+        log = "".join(server.log_tail)
         server.close()
         for p in parts:
             p.sock.close()
@@ -101,6 +104,7 @@ async def run(workers: int, rooms: int, size: int, window: float) -> dict[str, f
         "delivered_pct": 100 * (rx1 - rx0) / (len(parts) * wall * 50),
         "generator_pct": 100 * (g1 - g0) / wall,
         "machine_busy_pct": 100 * (1 - idle / max(1, total)),
+        "log": log,
     }
 
 

@@ -8,6 +8,7 @@ open and close the room's mix, attach and detach a participant, mute, figures fo
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -125,8 +126,14 @@ class WorkerRtpLeg:
     def __init__(self, link: WorkerLink, rooms_id: int, key: int, local_port: int) -> None:
         self.link, self.key, self.local_port = link, key, local_port
         self._rooms_id = rooms_id
+        self._closed = False
+        link.held += 1  # counted in the worker's load, as a WebRTC leg is
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.link.held -= 1
         if self.link.alive:
             self.link.tell(self._rooms_id, "close_rtp", self.key)
 
@@ -151,7 +158,8 @@ class WorkerMedia:
         self.rtp_host = rtp_host
         self.on_speaking: SpeakingHandler | None = None  # set by the rooms service
         self.on_lost: Callable[[list[str]], None] | None = None
-        self._hosts: dict[WorkerLink, int] = {}  # the rooms host object in each worker
+        # The rooms host object of each worker (its id, once the worker made it).
+        self._hosts: dict[WorkerLink, asyncio.Future[tuple[int, Any]]] = {}
         self._placed: dict[str, WorkerLink] = {}
         self._open: set[str] = set()
         self._members: dict[str, set[str]] = {}
@@ -163,10 +171,18 @@ class WorkerMedia:
         if link is None or not link.alive:
             link = self.workers.pick()
             self._placed[room_id] = link
-        host = self._hosts.get(link)
-        if host is None:
-            host, _ = await link.new("rooms", lambda name, args: self._event(link, name, args))
-            self._hosts[link] = host
+        made = self._hosts.get(link)
+        if made is None:  # one rooms host per worker, however many joins arrive at once
+            made = asyncio.ensure_future(
+                link.new("rooms", lambda name, args: self._event(link, name, args))
+            )
+            self._hosts[link] = made
+        try:
+            host, _ = await asyncio.shield(made)
+        except Exception:
+            if self._hosts.get(link) is made:
+                del self._hosts[link]
+            raise
         return link, host
 
     async def webrtc_leg(self, room_id: str, offer_sdp: str, label: str) -> RemoteLeg:
@@ -197,9 +213,10 @@ class WorkerMedia:
         self._open.discard(room_id)
         self._members.pop(room_id, None)
         link = self._placed.pop(room_id, None)
-        if link is not None and link.alive and link in self._hosts:
+        host = self._host_id(link)
+        if host is not None:
             try:
-                await link.call(self._hosts[link], "close_room", room_id)
+                await link.call(host, "close_room", room_id)
             except Exception as exc:
                 log.warning("room=%s media not closed cleanly: %s", room_id, exc)
 
@@ -223,8 +240,9 @@ class WorkerMedia:
         if members is not None:
             members.discard(pid)
         link = self._placed.get(room_id)
-        if link is not None and link.alive and link in self._hosts:
-            link.tell(self._hosts[link], "detach", room_id, pid)
+        host = self._host_id(link)
+        if host is not None:
+            link.tell(host, "detach", room_id, pid)
         self._local_legs.pop((room_id, pid), None)
         if leg is not None:
             if not isinstance(leg, (RemoteLeg, WorkerRtpLeg)):
@@ -233,8 +251,16 @@ class WorkerMedia:
 
     def set_muted(self, room_id: str, pid: str, muted: bool) -> None:
         link = self._placed.get(room_id)
-        if link is not None and link.alive and link in self._hosts:
-            link.tell(self._hosts[link], "set_muted", room_id, pid, muted)
+        host = self._host_id(link)
+        if host is not None:
+            link.tell(host, "set_muted", room_id, pid, muted)
+
+    def _host_id(self, link: WorkerLink | None) -> int | None:
+        """The rooms host of `link`'s worker, if the worker is alive and has made it."""
+        made = self._hosts.get(link) if link is not None and link.alive else None
+        if made is None or not made.done() or made.cancelled() or made.exception():
+            return None
+        return made.result()[0]
 
     def _event(self, link: WorkerLink, name: str, args: tuple[Any, ...]) -> None:
         if name == "frame":  # the mix for a participant whose leg is in this process

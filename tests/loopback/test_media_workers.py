@@ -3,14 +3,18 @@ between workers, and what a worker's crash does to its calls and rooms."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
+from conference.media import WorkerMedia
+from conference.recording import RecordingStore
 from tests.audio import band_energy, dominant_frequency
 from tests.loopback.test_calls import CALLEE_HZ, CALLER_HZ, answer, peers, place, users
-from tests.loopback.test_rooms_media import join
+from tests.loopback.test_rooms_media import closing, join
 from tests.peers import SinePeer
+from tests.rtp_peer import RtpPeer
 from tests.waiting import until
 from voice.errors import BadSdp
 from voice.workers import MediaWorkers, RemoteLeg
@@ -155,5 +159,39 @@ async def test_a_worker_runs_the_offer_it_is_given_or_says_why_not():
             await RemoteLeg.open(link, "call_leg", "v=0\r\nnot an offer\r\n", "call=bad")
         assert refused.value.status == 400 and refused.value.code == "bad_sdp"
         assert link.load == 0 and link.alive
+    finally:
+        await workers.close()
+
+
+async def test_participants_joining_a_new_room_at_once_share_its_one_rooms_host(tmp_path):
+    """Five plain-RTP legs asked for at once for a room of a fresh worker: one rooms host
+    is made there (not one per join), the room opens on it and every participant is mixed."""
+    workers = MediaWorkers(1, entry="api.media_worker", config=WORKER_CONFIG)
+    await workers.start()
+    media = WorkerMedia(
+        workers, recordings=RecordingStore(tmp_path / "recordings"), rtp_host="127.0.0.1"
+    )
+    peers_ = [RtpPeer("opus", 500.0 + 150 * i, 0.1) for i in range(5)]
+    try:
+        async with closing(*peers_):
+            legs = await asyncio.gather(
+                *(
+                    media.rtp_leg(
+                        "r1", remote_host=p.host, remote_port=p.port, codec="opus", label="r1"
+                    )
+                    for p in peers_
+                )
+            )
+            assert workers.links[0].load == 6  # one rooms host, with five RTP legs
+            await media.open_room("r1", 3, None)
+            for i, (peer, leg) in enumerate(zip(peers_, legs, strict=True)):
+                await media.attach("r1", f"p{i}", "opus", leg, False)
+                peer.start("127.0.0.1", leg.local_port)
+            for peer in peers_:
+                await peer.wait_packets(50, timeout=20)
+            for i, leg in enumerate(legs):
+                await media.detach("r1", f"p{i}", leg)
+            assert workers.links[0].load == 1
+            await media.close_room("r1")
     finally:
         await workers.close()

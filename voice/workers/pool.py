@@ -49,6 +49,7 @@ class WorkerLink:
         self.alive = False
         self.started_at = 0.0
         self.on_lost: Callable[[WorkerLink], None] | None = None
+        self.held = 0
         self._entry = entry
         self._config = config
         self._process: asyncio.subprocess.Process | None = None
@@ -61,8 +62,9 @@ class WorkerLink:
 
     @property
     def load(self) -> int:
-        """Objects (legs, rooms) living in this worker."""
-        return len(self._handlers)
+        """Objects (legs, rooms) living in this worker, and what its objects hold besides
+        (`held`: plain-RTP legs a rooms host keeps)."""
+        return len(self._handlers) + self.held
 
     async def start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
