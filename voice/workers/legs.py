@@ -134,19 +134,17 @@ class RemoteLeg:
         elif name == "dtmf":
             if self.on_dtmf is not None:
                 self.on_dtmf(*args)
-        elif name in ("closed", "lost"):
-            self._end("failed" if name == "lost" else args[0])
+        elif name == "closed":
+            self._end(args[0])
+        elif name == "lost":
+            log.warning("[%s] its media worker was lost", self.label)
+            self._end("failed")
 
     def _end(self, reason: str) -> None:
         if self._closing or self._ended:
             return
         self._ended = True
-        log.info(
-            "[%s] connection %s%s",
-            self.label,
-            reason,
-            " (its worker was lost)" * (reason == "failed"),
-        )
+        log.info("[%s] connection %s", self.label, reason)
         self._detach()
         if self.on_closed is not None:
             self.on_closed(reason)
@@ -174,6 +172,8 @@ class RemoteLeg:
             return
         self._detach()
         self._closing = True
+        if self._bridging is not None:
+            self._bridging.cancel()
         try:
             if self.link.alive:
                 await self.link.call(self.obj_id, "close")
