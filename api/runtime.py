@@ -74,7 +74,7 @@ class Runtime:
             token_ttl_s=settings.token_ttl_s,
         )
         metrics = Metrics()
-        nodes = NodeBeat(bus, new_node_id())
+        nodes = NodeBeat(bus, new_node_id(), info=_node_info(settings))
         configure_host_candidates(settings.effective_media_host)
         webrtc = WebRtcConfig(
             media_host=settings.effective_media_host, ice_servers=tuple(settings.ice_servers)
@@ -140,7 +140,7 @@ class Runtime:
         rooms = _rooms(settings, bus, nodes.node_id, workers)
         metrics.observe(rooms.media.readings)
         registrar = Registrar(store, bus, await store.shared_secret("sip_nonce_key"))
-        sip = await _sip(settings, calls, RoomDoor(rooms, speaker), registrar)
+        sip = await _sip(settings, calls, RoomDoor(rooms, speaker, nodes), registrar)
         calls.dialer = sip  # app users call sip: addresses when SIP is on
         nodes.sweepers += [calls.sweep, rooms.sweep]
         nodes.resyncers += [calls.resync, rooms.resync]
@@ -198,12 +198,20 @@ class RoomDoor:
     """Rooms as SIP callers reach them (voice.ports.RoomDoor): the rooms service, and the
     door's prompts spoken once by the speech engine (then cached as clips)."""
 
-    def __init__(self, rooms: RoomService, speaker: Speaker) -> None:
+    def __init__(self, rooms: RoomService, speaker: Speaker, nodes: NodeBeat) -> None:
         self.rooms = rooms
         self.speaker = speaker
+        self.nodes = nodes
 
     async def pin_needed(self, room_id: str) -> bool | None:
         return await self.rooms.pin_needed(room_id)
+
+    async def mixed_at(self, room_id: str) -> str | None:
+        node = await self.rooms.mixing_node(room_id)
+        if node is None:
+            return None
+        info = await self.nodes.info_of(node)
+        return info.get("sip") if info else None
 
     async def join_sip(
         self, room_id: str, leg: Any, *, caller: str, pin: str | None, display: str
@@ -225,7 +233,7 @@ async def _sip(
         SipConfig(
             host=settings.host,
             port=settings.sip_port,
-            public_host=settings.sip_public_host or settings.public_host or media_host,
+            public_host=_sip_public_host(settings),
             media_host=media_host,
             rtp_port_min=settings.rtp_port_min,
             rtp_port_max=settings.rtp_port_max,
@@ -251,6 +259,18 @@ async def _sip(
         await sip.stop()
         return None
     return sip
+
+
+def _sip_public_host(settings: Settings) -> str:
+    return settings.sip_public_host or settings.public_host or settings.effective_media_host
+
+
+def _node_info(settings: Settings) -> dict[str, str]:
+    """What other nodes learn of this one from its heartbeat: where its SIP port is, so a
+    SIP caller for a room mixed here is sent here."""
+    if not settings.sip_port:
+        return {}
+    return {"sip": f"{_sip_public_host(settings)}:{settings.sip_port}"}
 
 
 def _bus(settings: Settings) -> Bus:

@@ -627,6 +627,10 @@ class RoomService:
         if not any(p.user_id == user and p.kind == WEBRTC for p in room.participants):
             await self.bus.remove_member(_rooms_of(user), room.room_id)
 
+    async def mixing_node(self, room_id: str) -> str | None:
+        """The other node mixing this room (None: this one, or the room does not exist)."""
+        return await self._mixed_elsewhere(room_id)
+
     async def _mixed_elsewhere(self, room_id: str) -> str | None:
         """The node mixing this room, when it is not this one. A request from someone who
         may not see the room goes there too: that node refuses it as this one would."""

@@ -41,9 +41,17 @@ def _key(node_id: str) -> str:
 
 
 class NodeBeat:
-    def __init__(self, bus: Bus, node_id: str, *, ttl_s: float = NODE_TTL_S) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        node_id: str,
+        *,
+        ttl_s: float = NODE_TTL_S,
+        info: dict[str, str] | None = None,
+    ) -> None:
         self.bus = bus
         self.node_id = node_id
+        self.info = info or {}  # what other nodes may need to know (e.g. our SIP address)
         self.ttl_s = ttl_s
         self.sweepers: list[Sweeper] = []
         self.resyncers: list[Resyncer] = []
@@ -57,6 +65,11 @@ class NodeBeat:
     async def alive(self, node_id: str) -> bool:
         return node_id == self.node_id or await self.bus.get(_key(node_id)) is not None
 
+    async def info_of(self, node_id: str) -> dict[str, str] | None:
+        """What a live node says of itself (its `info`); None when it is gone."""
+        beat = await self.bus.get(_key(node_id))
+        return dict(beat.get("info") or {}) if beat is not None else None
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -67,7 +80,8 @@ class NodeBeat:
             await self.bus.delete(_key(self.node_id))
 
     async def _beat(self) -> None:
-        await self.bus.put(_key(self.node_id), {"node": self.node_id}, ttl_s=self.ttl_s)
+        beat = {"node": self.node_id, "info": self.info}
+        await self.bus.put(_key(self.node_id), beat, ttl_s=self.ttl_s)
 
     async def _resync(self) -> None:
         self.resyncs += 1

@@ -70,6 +70,11 @@ class RoomDoor(Protocol):
         """Does the room ask for a PIN? None: there is no such room."""
         ...
 
+    async def mixed_at(self, room_id: str) -> str | None:
+        """The SIP address (host:port) of the other node mixing the room, where a caller
+        must go to join it; None when this node mixes it (or nobody does yet)."""
+        ...
+
     async def join_sip(
         self, room_id: str, leg: Any, *, caller: str, pin: str | None, display: str
     ) -> Any:

@@ -22,7 +22,7 @@ from tests.loopback.test_rooms_media import _wait_mix, heard, join, tone_db
 from tests.peers import SinePeer
 from tests.rtp_peer import RtpPeer
 from tests.service import ADMIN_KEY, Client, Service, running
-from tests.sip_peers import free_udp_port
+from tests.sip_peers import Baresip, free_udp_port
 from tests.waiting import until
 from voice.errors import ChorusError, Conflict
 from voice.rpc import NodeRpc, NodeUnreachable
@@ -837,3 +837,33 @@ async def test_a_call_and_a_room_go_on_through_a_redis_restart_that_lost_every_k
             await call.alice.ok("DELETE", f"/v1/rooms/{room_id}")
         finally:
             await callee.close()
+
+
+async def test_a_sip_caller_for_a_room_mixed_by_another_node_is_sent_there(
+    tmp_path, redis_server, postgres_server
+):
+    """A phone dials the room at node B; A mixes it: B redirects the call (302) to A's SIP
+    address, the phone follows, and it is in the room, heard by the others."""
+    async with two_nodes(tmp_path, redis_server, postgres_server, sip=True) as (node_a, node_b):
+        owner = node_a.client()
+        await owner.sign_up("owner")
+        events = await owner.events()
+        room_id = (await owner.ok("POST", "/v1/rooms", 201, json={"name": "ops"}))["room_id"]
+        peer = SinePeer(880)
+        phone = Baresip(tmp_path / "baresip", freq=500, seconds=30)
+        try:
+            await join(owner, room_id, peer)
+            await peer.wait_connected()
+            await phone.dial(f"sip:room-{room_id}@127.0.0.1:{node_b.settings.sip_port}")
+            joined = await events.next(
+                "room.participant_joined", lambda e: e.get("kind") == "sip", timeout=30
+            )
+            await peer.wait_for_audio(500, timeout=15)  # the phone's tone, mixed by A
+            view = await node_b.client(owner.token).ok("GET", f"/v1/rooms/{room_id}")
+            assert joined["participant_id"] in {p["participant_id"] for p in view["participants"]}
+            # The phone's leg is A's: B only redirected it.
+            assert node_a.runtime.rooms.open_legs == 2 and node_b.runtime.rooms.open_legs == 0
+        finally:
+            await peer.close()
+            await phone.stop()
+            await owner.close()

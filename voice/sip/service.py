@@ -320,6 +320,12 @@ class SipService:
             room_id = user[len("room-") :]
             if self.rooms is None or await self.rooms.pin_needed(room_id) is None:
                 return Refusal(404, "Not Found")
+            elsewhere = await self.rooms.mixed_at(room_id)
+            if elsewhere is not None:
+                # The room's media are on another node: the caller goes there (RFC 3261
+                # 8.1.3.4; a redirected phone calls the Contact, and that node's door).
+                contact = (("Contact", f"<sip:room-{room_id}@{elsewhere}>"),)
+                return Refusal(302, "Moved Temporarily", contact)
             return Route(("room", room_id, caller))
         if service and desk is not None:
             try:
