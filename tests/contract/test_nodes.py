@@ -283,6 +283,58 @@ async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds
         await node_a.stop()
 
 
+async def test_when_a_node_dies_mid_call_the_other_party_sees_the_call_end(
+    tmp_path, fresh_redis, postgres_server
+):
+    """Bob (app on node B) is talking with alice, whose call node A carries (both legs are
+    A's); A is SIGKILLed: bob's app sees the call end `failed` within seconds, his media stop
+    and he can be called again."""
+    database = postgres_server.url(postgres_server.create_database())
+    shared = ("--redis-url", fresh_redis.url, "--database-url", database)
+    node_a = Server(tmp_path / "a", None, *shared, "--sip-port", "0")
+    await node_a.start()
+    try:
+        async with running(
+            tmp_path / "b", redis_url=fresh_redis.url, database_url=database, sample_hotlines=False
+        ) as node_b:
+            bob = await node_b.client().sign_up("bob")
+            bob_phone = await bob.events("phone")
+            alice = Client(SimpleNamespace(base_url=node_a.base_url))  # type: ignore[arg-type]
+            await alice.sign_up("alice")
+            caller, callee = SinePeer(CALLER_HZ), SinePeer(CALLEE_HZ)
+            try:
+                placed = await alice.ok(
+                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await caller.offer()}
+                )
+                await caller.accept_answer(placed["sdp"])
+                call_id = placed["call_id"]
+                await bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
+                body = {"sdp": await callee.offer(), "device_id": "phone"}
+                answered = await bob.ok("POST", f"/v1/calls/{call_id}/answer", json=body)
+                await callee.accept_answer(answered["sdp"])
+                await callee.wait_for_audio(CALLER_HZ, timeout=20)  # talking, through A
+                node_a.process.kill()
+                await node_a.process.wait()
+                died = time.monotonic()
+                ended = await bob_phone.state(call_id, "ended", timeout=30)
+                assert ended["reason"] == "failed"
+                assert time.monotonic() - died < 20  # TTL 6 s + a beat 2 s, on a busy box
+                view = await bob.ok("GET", f"/v1/calls/{call_id}")
+                assert view["state"] == "ended" and view["reason"] == "failed"
+                alice_b = node_b.client(alice.token)
+                again = await alice_b.ok(
+                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await caller.offer()}
+                )
+                assert again["state"] == "ringing"  # bob is not left "in a call"
+                await alice_b.ok("POST", f"/v1/calls/{again['call_id']}/hangup")
+            finally:
+                await caller.close()
+                await callee.close()
+                await bob.close()
+    finally:
+        await node_a.stop()
+
+
 # ------------------------------------------------------------ requests between nodes (rpc)
 
 
