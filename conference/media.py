@@ -76,7 +76,11 @@ class LocalMedia:
         return room is None or not room.channels
 
     async def open_room(
-        self, room_id: str, max_speakers: int | None, recording: RecordingInfo | None
+        self,
+        room_id: str,
+        max_speakers: int | None,
+        recording: RecordingInfo | None,
+        near: Any = None,
     ) -> None:
         recorder = None
         if recording is not None:
@@ -201,8 +205,16 @@ class WorkerMedia:
         return not self._members.get(room_id)
 
     async def open_room(
-        self, room_id: str, max_speakers: int | None, recording: RecordingInfo | None
+        self,
+        room_id: str,
+        max_speakers: int | None,
+        recording: RecordingInfo | None,
+        near: Any = None,
     ) -> None:
+        """`near`: the leg about to join, made while the room was not open (it may have
+        emptied meanwhile): the room opens in that leg's worker."""
+        if isinstance(near, (RemoteLeg, WorkerRtpLeg)) and near.link.alive:
+            self._placed[room_id] = near.link
         link, host = await self._place(room_id)
         directory = str(self.recordings.directory(room_id)) if recording is not None else None
         await link.call(host, "open_room", room_id, max_speakers, recording, directory)

@@ -328,7 +328,7 @@ class RoomService:
                 message = "the room ended or you were removed while joining"
                 raise Conflict(message, code="room_ended")
             if not self.media.is_open(room_id):
-                await self._open_media(room)
+                await self._open_media(room, leg)
                 if room.record:
                     await self.bus.add_member(_recorded_on(room_id), self.settings.node)
             await self.media.attach(room_id, pid, codec, leg, current.muted)
@@ -583,7 +583,7 @@ class RoomService:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _open_media(self, room: Room) -> None:
+    async def _open_media(self, room: Room, leg: Any) -> None:
         recording = None
         if room.record:
             recording = RecordingInfo(
@@ -593,7 +593,7 @@ class RoomService:
                 moderator_id=room.moderator_id,
                 started_at=self.clock(),
             )
-        await self.media.open_room(room.room_id, room.max_speakers, recording)
+        await self.media.open_room(room.room_id, room.max_speakers, recording, near=leg)
 
     async def _close_media(self, room_id: str) -> None:
         if self.media.is_open(room_id):
