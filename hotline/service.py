@@ -188,13 +188,7 @@ class HotlineService:
         session = CallSession(call_id, number, menu, version, leg)
         self._sessions[call_id] = session
         if self.inband_dtmf:
-            keys = InbandDtmf()
-
-            def heard(payload: bytes, _timestamp: int) -> None:
-                for key in keys.feed_opus(payload):
-                    self._spawn(self.dtmf(call_id, key))
-
-            leg.on_audio = heard
+            self._listen_for_tones(call_id, leg)
         async with self.store.session() as db:
             db.add(
                 HotlineCall(
@@ -207,6 +201,24 @@ class HotlineService:
             )
         state, commands = m.start(menu, self.clock(), self.wall())
         await self._apply(session, state, commands)
+
+    def _listen_for_tones(self, call_id: str, leg: Any) -> None:
+        """Menu keys sent as tones in the caller's audio. A leg in a media worker finds them
+        there; any other leg hands this process its audio to decode."""
+
+        def pressed(key: str) -> None:
+            self._spawn(self.dtmf(call_id, key))
+
+        if hasattr(leg, "detect_tone_keys"):
+            leg.detect_tone_keys(pressed)
+            return
+        keys = InbandDtmf()
+
+        def heard(payload: bytes, _timestamp: int) -> None:
+            for key in keys.feed_opus(payload):
+                pressed(key)
+
+        leg.on_audio = heard
 
     async def dtmf(self, call_id: str, digits: str) -> None:
         session = self._sessions.get(call_id)
@@ -235,7 +247,7 @@ class HotlineService:
         if session is None:
             return
         session.cancel()
-        session.leg.on_audio = None  # talking to a person now: no more menu keys to detect
+        _stop_listening(session.leg)  # talking to a person now: no more menu keys to detect
         session.operator = agent_id
         session.outcome = "operator"
         if session.queued_at is not None:
@@ -606,3 +618,10 @@ def _summary(values: list[float]) -> dict[str, float]:
         "mean": round(sum(values) / len(values), 2),
         "max": round(max(values), 2),
     }
+
+
+def _stop_listening(leg: Any) -> None:
+    if hasattr(leg, "detect_tone_keys"):
+        leg.detect_tone_keys(None)
+    else:
+        leg.on_audio = None

@@ -16,6 +16,7 @@ import socket
 import struct
 from typing import Any
 
+from voice.media.dtmf import InbandDtmf
 from voice.webrtc import WebRtcLeg
 from voice.workers.host import Host
 
@@ -142,6 +143,20 @@ class HostedLeg:
 
     def relay_to_port(self, port: int) -> None:
         self.leg.relay_to(_BridgeOut(port, self.leg.label))
+
+    def detect_tone_keys(self, on: bool) -> None:
+        """Keys the caller sends as tones in its audio, found here ("tone_key" events): the
+        audio is decoded where it arrives, not sent to the API process packet by packet."""
+        if not on:
+            self.leg.on_audio = None
+            return
+        keys, emit, obj_id = InbandDtmf(), self._host.emit, self._id
+
+        def heard(payload: bytes, _timestamp: int) -> None:
+            for key in keys.feed_opus(payload):
+                emit(obj_id, "tone_key", key)
+
+        self.leg.on_audio = heard
 
     def forward_audio(self, on: bool) -> None:
         emit, obj_id = self._host.emit, self._id

@@ -31,6 +31,7 @@ class RemoteLeg:
         self.on_closed: Callable[[str], None] | None = None
         self.on_dtmf: Callable[[str], None] | None = None
         self._on_audio: Callable[[bytes, int], None] | None = None
+        self._on_tone_key: Callable[[str], None] | None = None
         self._relay_target: Any = None  # a leg of this process (or another worker)
         self._parent_source: Any = None  # the leg of this process relaying into this one
         self._bridged_from: RemoteLeg | None = None  # a leg of another worker sending here
@@ -123,6 +124,12 @@ class RemoteLeg:
             self._tell("forward_audio", handler is not None)
         self._on_audio = handler
 
+    def detect_tone_keys(self, handler: Callable[[str], None] | None) -> None:
+        """Keys sent as tones in the peer's audio (in-band DTMF) go to `handler`; the worker
+        decodes and listens, so no packet comes here for it. None stops."""
+        self._on_tone_key = handler
+        self._tell("detect_tone_keys", handler is not None)
+
     def _event(self, name: str, args: tuple[Any, ...]) -> None:
         if name == "packet":
             target = self._relay_target
@@ -134,6 +141,9 @@ class RemoteLeg:
         elif name == "dtmf":
             if self.on_dtmf is not None:
                 self.on_dtmf(*args)
+        elif name == "tone_key":
+            if self._on_tone_key is not None:
+                self._on_tone_key(*args)
         elif name == "closed":
             self._end(args[0])
         elif name == "lost":
