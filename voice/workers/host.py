@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from voice.errors import ChorusError
 from voice.media.opus import OpusClip
 from voice.workers import wire
 from voice.workers.wire import ClipRef, Ref
@@ -86,10 +87,13 @@ class Host:
         return await result if inspect.isawaitable(result) else result
 
     def _invoke(self, obj_id: int, method: str, args: Any, kwargs: Any) -> Any:
+        # Arguments first: naming a clip refreshes it in the cache exactly as the parent's
+        # mirror did when it sent this, even if the object has gone meanwhile.
+        resolved = [self._resolve(a) for a in args]
         obj = self.objects.get(obj_id)
         if obj is None:
             raise LookupError(f"no object {obj_id} in this worker")
-        return getattr(obj, method)(*[self._resolve(a) for a in args], **kwargs)
+        return getattr(obj, method)(*resolved, **kwargs)
 
     def _resolve(self, arg: Any) -> Any:
         if isinstance(arg, Ref):
@@ -107,7 +111,7 @@ class Host:
             try:
                 reply: tuple[Any, ...] = ("ok", rid, await work)
             except Exception as exc:
-                if not isinstance(exc, (LookupError, wire.errors.ChorusError)):
+                if not isinstance(exc, (LookupError, ChorusError)):
                     log.exception("worker: request %s failed", rid)
                 reply = ("err", rid, wire.describe_error(exc))
             if rid is not None and not self._writer.is_closing():
