@@ -83,8 +83,6 @@ async def run(workers: int, rooms: int, size: int, window: float) -> dict[str, f
         await asyncio.sleep(window)
         w1, c1, g1, m1 = time.monotonic(), tree_cpu_s(server.process.pid), self_cpu_s(), machine()
         rx1 = sum(p.rx for p in parts)
-        if os.environ.get("BENCH_DEBUG"):
-            print([p.rx for p in parts])
         stop.set()
         await media
     finally:

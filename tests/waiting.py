@@ -19,6 +19,23 @@ async def until(
         await asyncio.sleep(every)
 
 
+async def until_heard(
+    publish: Callable[[], Awaitable[Any]], subscription: Any, expected: Any, timeout: float = 10.0
+) -> None:
+    """Publish again and again until `subscription` hears `expected`: what is published
+    before a subscription is (re)made is lost, as pub/sub is fire-and-forget."""
+
+    async def heard() -> bool:
+        await publish()
+        try:
+            async with asyncio.timeout(0.1):
+                return await next_message(subscription) == expected
+        except TimeoutError:
+            return False
+
+    await until(heard, timeout=timeout, every=0)
+
+
 async def next_message(subscription: Any, timeout: float = 5.0) -> Any:
     async with asyncio.timeout(timeout):
         async for message in subscription:

@@ -25,56 +25,46 @@ from voice.store import Store
 TEMPLATE = "chorus_template"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    if redis_binary() is None:
-        pytest.fail("redis-server is not installed (scripts/system-packages.sh installs it)")
-    server = RedisServer()
-    atexit.register(server.close)  # should the session end without running finalizers
+NO_REDIS = "redis-server is not installed (scripts/system-packages.sh installs it)"
+NO_POSTGRES = "PostgreSQL is not installed (scripts/system-packages.sh installs it)"
+
+
+def _served(
+    make: Callable[[], Any], installed: bool, missing: str, *, session: bool = True
+) -> Iterator[Any]:
+    """A server made by `make`, started for the fixture's lifetime and always stopped (a
+    session's servers also at exit, should the session end without running finalizers)."""
+    if not installed:
+        pytest.fail(missing)
+    server = make()
+    if session:
+        atexit.register(server.close)
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    yield from _served(RedisServer, redis_binary() is not None, NO_REDIS)
 
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServer]:
-    if redis_binary() is None:
-        pytest.fail("redis-server is not installed (scripts/system-packages.sh installs it)")
-    cluster = RedisClusterServer()
-    atexit.register(cluster.close)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from _served(RedisClusterServer, redis_binary() is not None, NO_REDIS)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    if postgres_bin_dir() is None:
-        pytest.fail("PostgreSQL is not installed (scripts/system-packages.sh installs it)")
-    server = PostgresServer()
-    atexit.register(server.close)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _served(PostgresServer, postgres_bin_dir() is not None, NO_POSTGRES)
 
 
 @pytest.fixture
 def fresh_redis() -> Iterator[RedisServer]:
     """A Redis of the test's own, for tests that kill it."""
-    if redis_binary() is None:
-        pytest.fail("redis-server is not installed (scripts/system-packages.sh installs it)")
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _served(RedisServer, redis_binary() is not None, NO_REDIS, session=False)
 
 
 @pytest.fixture(params=["local", "redis", "redis-cluster"])

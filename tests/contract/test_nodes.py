@@ -210,12 +210,11 @@ async def test_a_node_answers_503_while_a_backend_is_down_and_recovers_by_itself
         await until(events_again, timeout=10, every=0.1)
 
 
-async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds(
-    tmp_path, fresh_redis, postgres_server
-):
-    """Node A (a real `chorus serve` process) places alice's call to bob, whose app is on
-    node B; A is SIGKILLed while bob's devices ring. B notices A's heartbeat expire and ends
-    the call (`failed`): bob's device stops ringing, the record is final, bob is not busy."""
+@contextlib.asynccontextmanager
+async def killable_a_and_b(tmp_path, fresh_redis, postgres_server):
+    """Node A, a real `chorus serve` process a test may SIGKILL, and node B, on one Redis
+    and one PostgreSQL: alice signed up through A, bob through B with his app ("phone")
+    connected to B."""
     database = postgres_server.url(postgres_server.create_database())
     shared = ("--redis-url", fresh_redis.url, "--database-url", database)
     node_a = Server(tmp_path / "a", None, *shared, "--sip-port", "0")
@@ -225,62 +224,86 @@ async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds
             tmp_path / "b", redis_url=fresh_redis.url, database_url=database, sample_hotlines=False
         ) as node_b:
             bob = await node_b.client().sign_up("bob")
-            bob_phone = await bob.events("phone")
-            alice = Client(SimpleNamespace(base_url=node_a.base_url))  # type: ignore[arg-type]
-            await alice.sign_up("alice")
-            peer = SinePeer(440)
-            rooms_opened: list[SinePeer] = []
             try:
-                # Alice also runs a room on A, with herself in it.
-                room = await alice.ok("POST", "/v1/rooms", 201, json={"name": "ops"})
-                room_peer = SinePeer(660)
-                rooms_opened.append(room_peer)
-                body = {"sdp": await room_peer.offer()}
-                path = f"/v1/rooms/{room['room_id']}/participants"
-                joined = await alice.ok("POST", path, 201, json=body)
-                await room_peer.accept_answer(joined["sdp"])
-                placed = await alice.ok(
-                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
+                bob_phone = await bob.events("phone")
+                alice = Client(SimpleNamespace(base_url=node_a.base_url))  # type: ignore[arg-type]
+                await alice.sign_up("alice")
+                yield SimpleNamespace(
+                    node_a=node_a, node_b=node_b, alice=alice, bob=bob, bob_phone=bob_phone
                 )
-                call_id = placed["call_id"]
-                await bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
-                node_a.process.kill()  # no shutdown: its calls are left behind in Redis
-                await node_a.process.wait()
-                died = asyncio.get_running_loop().time()
-                ended = await bob_phone.next(
-                    "call.state",
-                    lambda e: e["call_id"] == call_id and e["state"] == "ended",
-                    timeout=30,
-                )
-                took = asyncio.get_running_loop().time() - died
-                assert ended["reason"] == "failed"
-                view = await bob.ok("GET", f"/v1/calls/{call_id}")
-                assert view["state"] == "ended" and view["reason"] == "failed"
-                # The sweep is bounded by the heartbeat TTL (6 s) plus one beat (2 s).
-                assert took < 20, took
-                alice_b = node_b.client(alice.token)
-                again = await alice_b.ok(
-                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
-                )
-                assert again["state"] == "ringing"  # bob is not left "busy"
-                await alice_b.ok("POST", f"/v1/calls/{again['call_id']}/hangup")
-
-                # B took the room over, empty: alice joins it again through B.
-                async def emptied() -> bool:
-                    view = await alice_b.ok("GET", f"/v1/rooms/{room['room_id']}")
-                    return view["participants"] == []
-
-                await until(emptied, timeout=20)
-                rejoin = SinePeer(660)
-                rooms_opened.append(rejoin)
-                await alice_b.ok("POST", path, 201, json={"sdp": await rejoin.offer()})
             finally:
-                for opened in rooms_opened:
-                    await opened.close()
-                await peer.close()
                 await bob.close()
     finally:
         await node_a.stop()
+
+
+async def kill_a_and_see_the_call_fail(nodes, call_id: str) -> float:
+    """SIGKILL node A (no shutdown: its calls are left behind in Redis); B ends the call
+    `failed` for bob. Returns the seconds from the kill to bob's `ended`."""
+    nodes.node_a.process.kill()
+    await nodes.node_a.process.wait()
+    died = time.monotonic()
+    ended = await nodes.bob_phone.state(call_id, "ended", timeout=30)
+    took = time.monotonic() - died
+    assert ended["reason"] == "failed"
+    view = await nodes.bob.ok("GET", f"/v1/calls/{call_id}")
+    assert view["state"] == "ended" and view["reason"] == "failed"
+    return took
+
+
+async def bob_is_called_again_through_b(nodes, peer: SinePeer) -> Client:
+    """Bob is not left busy or "in a call": alice, now through B, reaches him (and hangs
+    up). Returns alice's client on B."""
+    alice_b = nodes.node_b.client(nodes.alice.token)
+    body = {"to": "bob", "sdp": await peer.offer()}
+    again = await alice_b.ok("POST", "/v1/calls", 201, json=body)
+    assert again["state"] == "ringing"
+    await alice_b.ok("POST", f"/v1/calls/{again['call_id']}/hangup")
+    return alice_b
+
+
+async def test_when_a_node_dies_its_calls_end_for_the_other_party_within_seconds(
+    tmp_path, fresh_redis, postgres_server
+):
+    """Node A (a real `chorus serve` process) places alice's call to bob, whose app is on
+    node B; A is SIGKILLed while bob's devices ring. B notices A's heartbeat expire and ends
+    the call (`failed`): bob's device stops ringing, the record is final, bob is not busy."""
+    async with killable_a_and_b(tmp_path, fresh_redis, postgres_server) as nodes:
+        alice = nodes.alice
+        peer = SinePeer(440)
+        rooms_opened: list[SinePeer] = []
+        try:
+            # Alice also runs a room on A, with herself in it.
+            room = await alice.ok("POST", "/v1/rooms", 201, json={"name": "ops"})
+            room_peer = SinePeer(660)
+            rooms_opened.append(room_peer)
+            body = {"sdp": await room_peer.offer()}
+            path = f"/v1/rooms/{room['room_id']}/participants"
+            joined = await alice.ok("POST", path, 201, json=body)
+            await room_peer.accept_answer(joined["sdp"])
+            placed = await alice.ok(
+                "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
+            )
+            call_id = placed["call_id"]
+            await nodes.bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
+            took = await kill_a_and_see_the_call_fail(nodes, call_id)
+            # The sweep is bounded by the heartbeat TTL (6 s) plus one beat (2 s).
+            assert took < 20, took
+            alice_b = await bob_is_called_again_through_b(nodes, peer)
+
+            # B took the room over, empty: alice joins it again through B.
+            async def emptied() -> bool:
+                view = await alice_b.ok("GET", f"/v1/rooms/{room['room_id']}")
+                return view["participants"] == []
+
+            await until(emptied, timeout=20)
+            rejoin = SinePeer(660)
+            rooms_opened.append(rejoin)
+            await alice_b.ok("POST", path, 201, json={"sdp": await rejoin.offer()})
+        finally:
+            for opened in rooms_opened:
+                await opened.close()
+            await peer.close()
 
 
 async def test_when_a_node_dies_mid_call_the_other_party_sees_the_call_end(
@@ -289,50 +312,25 @@ async def test_when_a_node_dies_mid_call_the_other_party_sees_the_call_end(
     """Bob (app on node B) is talking with alice, whose call node A carries (both legs are
     A's); A is SIGKILLed: bob's app sees the call end `failed` within seconds, his media stop
     and he can be called again."""
-    database = postgres_server.url(postgres_server.create_database())
-    shared = ("--redis-url", fresh_redis.url, "--database-url", database)
-    node_a = Server(tmp_path / "a", None, *shared, "--sip-port", "0")
-    await node_a.start()
-    try:
-        async with running(
-            tmp_path / "b", redis_url=fresh_redis.url, database_url=database, sample_hotlines=False
-        ) as node_b:
-            bob = await node_b.client().sign_up("bob")
-            bob_phone = await bob.events("phone")
-            alice = Client(SimpleNamespace(base_url=node_a.base_url))  # type: ignore[arg-type]
-            await alice.sign_up("alice")
-            caller, callee = SinePeer(CALLER_HZ), SinePeer(CALLEE_HZ)
-            try:
-                placed = await alice.ok(
-                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await caller.offer()}
-                )
-                await caller.accept_answer(placed["sdp"])
-                call_id = placed["call_id"]
-                await bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
-                body = {"sdp": await callee.offer(), "device_id": "phone"}
-                answered = await bob.ok("POST", f"/v1/calls/{call_id}/answer", json=body)
-                await callee.accept_answer(answered["sdp"])
-                await callee.wait_for_audio(CALLER_HZ, timeout=20)  # talking, through A
-                node_a.process.kill()
-                await node_a.process.wait()
-                died = time.monotonic()
-                ended = await bob_phone.state(call_id, "ended", timeout=30)
-                assert ended["reason"] == "failed"
-                assert time.monotonic() - died < 20  # TTL 6 s + a beat 2 s, on a busy box
-                view = await bob.ok("GET", f"/v1/calls/{call_id}")
-                assert view["state"] == "ended" and view["reason"] == "failed"
-                alice_b = node_b.client(alice.token)
-                again = await alice_b.ok(
-                    "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await caller.offer()}
-                )
-                assert again["state"] == "ringing"  # bob is not left "in a call"
-                await alice_b.ok("POST", f"/v1/calls/{again['call_id']}/hangup")
-            finally:
-                await caller.close()
-                await callee.close()
-                await bob.close()
-    finally:
-        await node_a.stop()
+    async with killable_a_and_b(tmp_path, fresh_redis, postgres_server) as nodes:
+        caller, callee = SinePeer(CALLER_HZ), SinePeer(CALLEE_HZ)
+        try:
+            placed = await nodes.alice.ok(
+                "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await caller.offer()}
+            )
+            await caller.accept_answer(placed["sdp"])
+            call_id = placed["call_id"]
+            await nodes.bob_phone.next("call.incoming", lambda e: e["call_id"] == call_id)
+            body = {"sdp": await callee.offer(), "device_id": "phone"}
+            answered = await nodes.bob.ok("POST", f"/v1/calls/{call_id}/answer", json=body)
+            await callee.accept_answer(answered["sdp"])
+            await callee.wait_for_audio(CALLER_HZ, timeout=20)  # talking, through A
+            took = await kill_a_and_see_the_call_fail(nodes, call_id)
+            assert took < 20, took  # TTL 6 s + a beat 2 s, on a busy box
+            await bob_is_called_again_through_b(nodes, caller)
+        finally:
+            await caller.close()
+            await callee.close()
 
 
 # ------------------------------------------------------------ requests between nodes (rpc)

@@ -4,14 +4,13 @@ hash tags, events published through one node and heard on another, and nodes tha
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.backends import RedisClusterServer
-from tests.waiting import next_message, until
+from tests.waiting import next_message, until_heard
 from voice.bus.redis import RedisBus
 from voice.errors import Unavailable
 
@@ -128,15 +127,7 @@ async def test_the_reader_moves_to_another_node_and_a_dead_cluster_is_a_503():
         await nodes.pop(first).aclose()
         cluster.nodes[0].kill()  # the reader's node: it reconnects to the next one
 
-        async def heard() -> bool:
-            await nodes[third].publish("t:user:{u}", '{"n":1}')
-            try:
-                async with asyncio.timeout(0.1):
-                    return await next_message(events) == {"n": 1}
-            except TimeoutError:
-                return False
-
-        await until(heard, timeout=10, every=0)
+        await until_heard(lambda: nodes[third].publish("t:user:{u}", '{"n":1}'), events, {"n": 1})
         assert bus.reconnects >= 1
         assert await subscribers(nodes[second], "t:user:{u}") == 1
         # The live masters' keys still work; the dead one's are a 503, quickly.

@@ -3,14 +3,13 @@ out keys and connections."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.backends import RedisServer, SentinelServer
-from tests.waiting import next_message, until
+from tests.waiting import next_message, until, until_heard
 from voice.bus.redis import RedisBus
 from voice.errors import Unavailable
 from voice.presence import Presence
@@ -63,15 +62,7 @@ async def test_a_redis_restart_is_a_503_meanwhile_then_everything_works_again(
 
         # The old subscription resumes by itself: publish until node A hears it (what is
         # published before it has resubscribed is lost, as pub/sub is fire-and-forget).
-        async def heard() -> bool:
-            await node_b.publish("user:{u}", {"n": 1})
-            try:
-                async with asyncio.timeout(0.1):
-                    return await next_message(events) == {"n": 1}
-            except TimeoutError:
-                return False
-
-        await until(heard, timeout=10, every=0)
+        await until_heard(lambda: node_b.publish("user:{u}", {"n": 1}), events, {"n": 1})
         assert node_a.reconnects >= 1
 
         # The restart lost every key; node A's heartbeat writes its devices back.

@@ -16,13 +16,20 @@ from tests.sip_peers import free_udp_port
 STATUS = {"declined": 603, "unreachable": 480, "no_answer": 408, "busy": 486}
 
 
-def authenticated_invite(final: int) -> str:
-    """INVITE, answer our 407 with credentials (sipp's -au/-ap), expect `final`."""
-    return sipp.scenario(
+def credentials_after_407() -> tuple[str, ...]:
+    """An INVITE, our 407, its ACK, and the INVITE again with credentials (sipp's -au/-ap)."""
+    return (
         sipp.request("INVITE", 1, user="erin", body=sipp.SDP),
         '  <recv response="100" optional="true"/>\n  <recv response="407" auth="true"/>\n',
         sipp.request("ACK", 1, user="erin", in_dialog=True, retrans=False),
         sipp.request("INVITE", 2, user="erin", body=sipp.SDP, extra="\n      [authentication]"),
+    )
+
+
+def authenticated_invite(final: int) -> str:
+    """INVITE, answer our 407 with credentials (sipp's -au/-ap), expect `final`."""
+    return sipp.scenario(
+        *credentials_after_407(),
         '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
         '  <recv response="183" optional="true"/>\n',
         f'  <recv response="{final}"/>\n',
@@ -34,10 +41,7 @@ def cancelled_while_ringing() -> str:
     """The authenticated INVITE, then CANCEL once it rings: 200 for the CANCEL, 487 for it."""
     ack = sipp.request("ACK", 2, user="erin", in_dialog=True, retrans=False)
     return sipp.scenario(
-        sipp.request("INVITE", 1, user="erin", body=sipp.SDP),
-        '  <recv response="100" optional="true"/>\n  <recv response="407" auth="true"/>\n',
-        sipp.request("ACK", 1, user="erin", in_dialog=True, retrans=False),
-        sipp.request("INVITE", 2, user="erin", body=sipp.SDP, extra="\n      [authentication]"),
+        *credentials_after_407(),
         '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
         '  <recv response="183"/>\n  <pause milliseconds="1000"/>\n',
         # CANCEL and the ACK of the 487 belong to the INVITE's transaction: its branch (the

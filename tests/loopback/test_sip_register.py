@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import uuid
 
 import pytest
@@ -59,6 +60,14 @@ def register(
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             return status, headers
+
+
+async def registered(svc, user_id: str, phone, timeout: float) -> None:
+    """Wait until `phone` has registered as one of the user's desk phones."""
+    deadline = time.monotonic() + timeout
+    while not await svc.runtime.sip.phones(user_id):
+        assert time.monotonic() < deadline, phone.log()[-2000:]
+        await asyncio.sleep(0.1)
 
 
 async def test_register_challenges_then_binds_and_refuses_wrong_passwords(start_service):
@@ -130,11 +139,7 @@ async def test_a_registered_desk_phone_rings_with_the_app_and_answers(
         await phone.run(40)
         peer = SinePeer(880)
         try:
-            for _ in range(100):  # the phone registers
-                if await svc.runtime.sip.phones(bob_id):
-                    break
-                await asyncio.sleep(0.1)
-            assert await svc.runtime.sip.phones(bob_id), phone.log()[-2000:]
+            await registered(svc, bob_id, phone, timeout=10)
             placed = await alice.ok(
                 "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
             )
@@ -185,11 +190,7 @@ async def test_linphone_registers_with_digest_and_is_reached_through_it(start_se
         )
         peer = SinePeer(880)
         try:
-            for _ in range(150):
-                if await svc.runtime.sip.phones(bob_id):
-                    break
-                await asyncio.sleep(0.1)
-            assert await svc.runtime.sip.phones(bob_id), phone.log()[-2000:]
+            await registered(svc, bob_id, phone, timeout=15)
             placed = await alice.ok(
                 "POST", "/v1/calls", 201, json={"to": "bob", "sdp": await peer.offer()}
             )
